@@ -1,0 +1,62 @@
+"""sixtyfour-frames: enrich pandas and Polars DataFrames with Sixtyfour workflows."""
+
+from __future__ import annotations
+
+from sixtyfour_frames._errors import (
+    AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    IdempotencyConflictError,
+    InsufficientCreditsError,
+    InvalidArgumentError,
+    JoinError,
+    LedgerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestValidationError,
+    ResultDownloadError,
+    RunCancelledError,
+    RunError,
+    RunFailedError,
+    SerializationError,
+    ServerError,
+    SixtyfourError,
+    TransportError,
+    WaitTimeoutError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "IdempotencyConflictError",
+    "InsufficientCreditsError",
+    "InvalidArgumentError",
+    "JoinError",
+    "LedgerError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestValidationError",
+    "ResultDownloadError",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
+    "SerializationError",
+    "ServerError",
+    "SixtyfourError",
+    "TransportError",
+    "WaitTimeoutError",
+    "__version__",
+]
