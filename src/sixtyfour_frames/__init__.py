@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sixtyfour_frames._client import AsyncClient, Client
 from sixtyfour_frames._errors import (
     AmbiguousSubmitError,
     APIError,
@@ -29,30 +30,54 @@ from sixtyfour_frames._errors import (
     TransportError,
     WaitTimeoutError,
 )
+from sixtyfour_frames._models import (
+    BlockMetrics,
+    BlockStatus,
+    CancelResult,
+    LiveStatus,
+    ResultFile,
+    RunStarted,
+    RunSummary,
+)
+from sixtyfour_frames._operations import EncodedPayload
+from sixtyfour_frames._poll import PollSchedule
+from sixtyfour_frames._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "APIError",
     "AmbiguousSubmitError",
+    "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BlockMetrics",
+    "BlockStatus",
+    "CancelResult",
+    "Client",
     "ConfigurationError",
     "ConflictError",
+    "EncodedPayload",
     "IdempotencyConflictError",
     "InsufficientCreditsError",
     "InvalidArgumentError",
     "JoinError",
     "LedgerError",
+    "LiveStatus",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PollSchedule",
     "RateLimitError",
     "RequestValidationError",
     "ResultDownloadError",
+    "ResultFile",
+    "RetryPolicy",
     "RunCancelledError",
     "RunError",
     "RunFailedError",
+    "RunStarted",
+    "RunSummary",
     "SerializationError",
     "ServerError",
     "SixtyfourError",

@@ -80,7 +80,13 @@ class TransportError(SixtyfourError):
     hint = "Check the network and SIXTYFOUR_BASE_URL; the call can be retried safely."
 
     def __init__(
-        self, message: str, *, sent: bool, method: str = "", path: str = "", job_id: str | None = None
+        self,
+        message: str,
+        *,
+        sent: bool,
+        method: str = "",
+        path: str = "",
+        job_id: str | None = None,
     ) -> None:
         self.sent = sent
         self.method = method
@@ -90,9 +96,15 @@ class TransportError(SixtyfourError):
 
 
 class APIError(SixtyfourError):
-    """The API answered with an error status."""
+    """The API answered with an error status.
+
+    ``maybe_acted_before`` is True when an earlier attempt of the same call may have reached the
+    server (a reset, a timeout, a 5xx): for ``POST /workflows/run`` a run may then exist even
+    though this last answer is an error.
+    """
 
     hint = ""
+    maybe_acted_before: bool = False
 
     def __init__(
         self,
@@ -131,7 +143,9 @@ class InsufficientCreditsError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    hint = "This key may not use this workflow or feature; check the workflow's owner and your plan."
+    hint = (
+        "This key may not use this workflow or feature; check the workflow's owner and your plan."
+    )
 
 
 class NotFoundError(APIError):
