@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from sixtyfour_frames._accessors import register_accessors
+from sixtyfour_frames._attach import attach
 from sixtyfour_frames._client import AsyncClient, Client
+from sixtyfour_frames._enrich import (
+    EnrichInterrupted,
+    EnrichJob,
+    EnrichOptions,
+    aenrich,
+    enrich,
+    start,
+)
 from sixtyfour_frames._errors import (
     AmbiguousSubmitError,
     APIError,
@@ -41,6 +51,8 @@ from sixtyfour_frames._models import (
 )
 from sixtyfour_frames._operations import EncodedPayload
 from sixtyfour_frames._poll import PollSchedule
+from sixtyfour_frames._preview import Preview, preview
+from sixtyfour_frames._report import RunInfo, RunReport
 from sixtyfour_frames._retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -58,6 +70,9 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "EncodedPayload",
+    "EnrichInterrupted",
+    "EnrichJob",
+    "EnrichOptions",
     "IdempotencyConflictError",
     "InsufficientCreditsError",
     "InvalidArgumentError",
@@ -68,6 +83,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PollSchedule",
+    "Preview",
     "RateLimitError",
     "RequestValidationError",
     "ResultDownloadError",
@@ -76,6 +92,8 @@ __all__ = [
     "RunCancelledError",
     "RunError",
     "RunFailedError",
+    "RunInfo",
+    "RunReport",
     "RunStarted",
     "RunSummary",
     "SerializationError",
@@ -84,4 +102,11 @@ __all__ = [
     "TransportError",
     "WaitTimeoutError",
     "__version__",
+    "aenrich",
+    "attach",
+    "enrich",
+    "preview",
+    "start",
 ]
+
+register_accessors()

@@ -9,6 +9,7 @@ so a ``POST /workflows/run`` keeps its ``Idempotency-Key`` on every attempt.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
@@ -46,6 +47,7 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     authenticated: bool = True  # False for signed download URLs: never send the key there
     post_run: bool = False  # POST /workflows/run: 409 means "in flight", retry with the same key
+    expect_json: bool = True  # a 2xx body that is not JSON was cut or garbled: retry the call
     max_retries: int | None = None
 
 
@@ -109,6 +111,14 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return False
 
 
+def _is_json(content: bytes) -> bool:
+    try:
+        json.loads(content)
+    except ValueError:
+        return False
+    return True
+
+
 def _classify_status(status: int, *, post_run: bool) -> Attempt:
     if status < 400:
         return Attempt.OK
@@ -130,7 +140,10 @@ class _Decider:
         self.attempts: list[Attempt] = []
 
     def classify_response(self, response: httpx.Response) -> Attempt:
-        return _classify_status(response.status_code, post_run=self._post_run)
+        outcome = _classify_status(response.status_code, post_run=self._post_run)
+        if outcome is Attempt.OK and self._call.expect_json and not _is_json(response.content):
+            return Attempt.AMBIGUOUS  # the server acted, but we cannot read what it said
+        return outcome
 
     def delay_after(self, outcome: Attempt, response: httpx.Response | None) -> float | None:
         """Seconds to wait before the next attempt, or None to stop here."""

@@ -57,6 +57,11 @@ def resolve_home(home: str | os.PathLike[str] | None) -> Path:
     return default_cache_root() / APP_DIR_NAME
 
 
+def is_default_home(path: Path) -> bool:
+    """Whether ``path`` is the per-user default, a directory the ledger owns outright."""
+    return path == default_cache_root() / APP_DIR_NAME
+
+
 def default_cache_root() -> Path:
     """The platform's per-user cache directory, found without any extra dependency."""
     if sys.platform == "win32":

@@ -305,7 +305,13 @@ def download_results(
             return rows_to_table(chosen.results)
         if chosen.download_url is None:
             continue
-        fetch = Call("GET", chosen.download_url, authenticated=False, max_retries=max_retries)
+        fetch = Call(
+            "GET",
+            chosen.download_url,
+            authenticated=False,
+            expect_json=False,
+            max_retries=max_retries,
+        )
         file_reply = yield fetch
         if file_reply.status in _STALE_URL_STATUSES:
             continue

@@ -1,0 +1,759 @@
+"""The one orchestrator: payload → ledger → submit → wait → download → join.
+
+``EnrichJob`` holds one call. :func:`start` builds and validates the payload (nothing is sent when
+it is bad), reuses rows the ledger already has, records each chunk's intent, and starts up to
+``max_concurrent_runs`` runs; :meth:`EnrichJob.wait` polls them all in one loop (starting the rest
+as slots free up), downloads each finished run at once and stores it before anything else;
+:meth:`EnrichJob.result` joins everything back onto the caller's frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NoReturn
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sixtyfour_frames._chunks import (
+    Chunk,
+    body_sha256,
+    cache_scope,
+    fingerprint,
+    halve,
+    split_chunks,
+)
+from sixtyfour_frames._client import Client
+from sixtyfour_frames._errors import (
+    InvalidArgumentError,
+    JoinError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RunCancelledError,
+    RunError,
+    RunFailedError,
+    SixtyfourError,
+    WaitTimeoutError,
+)
+from sixtyfour_frames._frames import FrameKind, attach_report, eager, frame_kind, like_input
+from sixtyfour_frames._join import Multiple, OnConflict, join_results
+from sixtyfour_frames._ledger import Ledger, Submission, SubmissionState
+from sixtyfour_frames._models import LiveStatus
+from sixtyfour_frames._operations import EncodedPayload, encode_run_body
+from sixtyfour_frames._payload import ROW_KEY, NaiveDatetimePolicy, Payload, build_payload
+from sixtyfour_frames._poll import PollSchedule, as_schedule, finished_or_raise
+from sixtyfour_frames._progress import ProgressOption, ProgressTracker, make_tracker
+from sixtyfour_frames._report import RunInfo, RunReport
+from sixtyfour_frames._submit import NoRunWasCreated, Submitter
+
+logger = logging.getLogger("sixtyfour_frames")
+
+ErrorsPolicy = Literal["raise", "keep"]
+InterruptPolicy = Literal["cancel", "detach"]
+DEFAULT_MAX_CONCURRENT_RUNS = 4
+
+
+class EnrichInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an enrich call; the message says what happened to the runs and what to do."""
+
+    def __init__(self, message: str, *, run_ids: Sequence[str], cancelled: bool) -> None:
+        self.run_ids = tuple(run_ids)
+        self.cancelled = cancelled
+        super().__init__(message)
+
+
+class _StopRequested(Exception):
+    """Internal: an async caller was cancelled; handled like Ctrl-C."""
+
+
+@dataclass(frozen=True)
+class EnrichOptions:
+    """Every knob of an enrich call (the keyword arguments of ``df.sixtyfour.enrich``)."""
+
+    columns: Sequence[str] | None = None
+    rename: Mapping[str, str] | None = None
+    specs_override: Mapping[str, Any] | None = None
+    on: Sequence[str] | None = None
+    multiple: Multiple = "first"
+    on_conflict: OnConflict = "suffix"
+    suffix: str = "_sixtyfour"
+    chunk_size: int | None = None
+    chunk_bytes: int | None = None
+    max_concurrent_runs: int | None = None
+    progress: ProgressOption = None
+    timeout: float | None = None
+    on_interrupt: InterruptPolicy = "cancel"
+    cache: bool = True
+    refresh: bool = False
+    errors: ErrorsPolicy = "raise"
+    naive_datetimes: NaiveDatetimePolicy = "raise"
+    poll: PollSchedule | float | None = None
+
+    def validate(self) -> None:
+        _one_of("multiple", self.multiple, ("first", "list", "explode"))
+        _one_of("on_conflict", self.on_conflict, ("suffix", "raise", "overwrite"))
+        _one_of("on_interrupt", self.on_interrupt, ("cancel", "detach"))
+        _one_of("errors", self.errors, ("raise", "keep"))
+        if self.max_concurrent_runs is not None and (
+            isinstance(self.max_concurrent_runs, bool) or self.max_concurrent_runs < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_concurrent_runs must be a positive integer, got {self.max_concurrent_runs!r}."
+            )
+        if self.timeout is not None and not self.timeout > 0:
+            raise InvalidArgumentError(f"timeout must be positive seconds, got {self.timeout!r}.")
+        if isinstance(self.on, str):
+            raise InvalidArgumentError(f"on must be a list of column names, e.g. on=[{self.on!r}].")
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidArgumentError(
+            f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}."
+        )
+
+
+@dataclass
+class _Work:
+    """One chunk of the call and what became of it."""
+
+    chunk: Chunk
+    records_json: bytes
+    fingerprint: str
+    submission: Submission | None = None
+    source: str = "new"
+    table: pa.Table | None = None
+    error: RunError | None = None
+    submitted_at: float = 0.0
+
+    @property
+    def job_id(self) -> str | None:
+        return self.submission.job_id if self.submission else None
+
+
+class EnrichJob:
+    """One enrich call. Create it with ``df.sixtyfour.start(...)`` or :func:`start`."""
+
+    def __init__(
+        self,
+        frame: Any,
+        workflow_id: str,
+        options: EnrichOptions,
+        *,
+        client: Client | None = None,
+        ledger: Ledger | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        options.validate()
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise InvalidArgumentError(
+                f"workflow_id must be a non-empty string, got {workflow_id!r}."
+            )
+        self.workflow_id = workflow_id.strip()
+        self.options = options
+        self._kind: FrameKind = frame_kind(frame)
+        self._original = frame
+        self._stop = stop or threading.Event()
+        self.report = RunReport(workflow_id=self.workflow_id)
+        self._call_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        self._frame = eager(frame)
+        self._payload = _build(self._frame, options)
+        self._timing("payload", started)
+        self._owns_client = client is None
+        self._client = client or Client()
+        self._sleep: Callable[[float], None] = self._client._sleep
+        self._clock: Callable[[], float] = self._client._clock
+        self._owns_ledger = ledger is None
+        self._ledger = ledger or Ledger()
+        self._scope = cache_scope(self.workflow_id, options.specs_override)
+        self._cached_tables: list[pa.Table] = []
+        self._works: list[_Work] = []
+        self._pending: deque[_Work] = deque()
+        self._active: dict[str, _Work] = {}
+        self._submitter = Submitter(
+            self._client, self._ledger, sleep=self._sleep, specs_override=options.specs_override
+        )
+        self._tracker: ProgressTracker | None = None
+        self._finished = False
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [w.job_id for w in self._works if w.job_id]
+
+    def status(self) -> dict[str, str]:
+        """Poll every run of the call once: job id → status."""
+        states = {w.job_id: _state_of(w) for w in self._works if w.job_id}
+        for job_id in list(self._active):
+            states[job_id] = self._client.live_status(job_id).overall_status
+        return states
+
+    def wait(self, timeout: float | None = None) -> RunReport:
+        """Block until every run has finished and its rows are stored in the ledger."""
+        started = time.perf_counter()
+        try:
+            self._drive(timeout if timeout is not None else self.options.timeout)
+        except (KeyboardInterrupt, _StopRequested):
+            self._interrupted()
+        finally:
+            self._timing("wait", started)
+        self._finished = True
+        return self.report
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait, then return the caller's frame with the workflow's new columns attached."""
+        if not self._finished:
+            self.wait(timeout)
+        failures = [w.error for w in self._works if w.error is not None]
+        if failures and self.options.errors == "raise":
+            self._close_progress()
+            raise failures[0]
+        started = time.perf_counter()
+        joined = self._join()
+        self._timing("join", started)
+        self._close_progress()
+        self._release()
+        return joined
+
+    def cancel(self) -> list[str]:
+        """Cancel every run of the call that is still going; returns their job ids."""
+        cancelled = []
+        for job_id, work in list(self._active.items()):
+            self._client.cancel_run(job_id)
+            self._ledger.mark(
+                work.fingerprint, SubmissionState.CANCELLED, error="cancelled by the user"
+            )
+            self._set_run(work, "cancelled")
+            work.error = RunCancelledError(job_id)
+            del self._active[job_id]
+            cancelled.append(job_id)
+        return cancelled
+
+    def resume(self) -> EnrichJob:
+        """Start the same call again: finished chunks come from the ledger, running ones re-attach."""
+        return start(
+            self._original,
+            self.workflow_id,
+            options=self.options,
+            client=self._client,
+            ledger=self._ledger,
+        )
+
+    def __repr__(self) -> str:
+        return f"EnrichJob(workflow_id={self.workflow_id!r}, run_ids={self.run_ids!r})"
+
+    # ------------------------------------------------------------ planning
+
+    def _launch(self) -> EnrichJob:
+        """Reuse what the ledger has, plan chunks, start the first runs."""
+        started = time.perf_counter()
+        try:
+            self._plan()
+            self._tracker = make_tracker(
+                self.options.progress,
+                rows_total=sum(len(w.chunk.keys) for w in self._works),
+                rows_cached=self.report.rows_cached,
+                description=f"sixtyfour {self.workflow_id[:8]}",
+            )
+            for work in self._works:
+                if work.job_id:
+                    self._tracker.add_run(work.job_id, len(work.chunk.keys), _state_of(work))
+            self._fill_slots()
+        except (KeyboardInterrupt, _StopRequested):
+            self._interrupted()
+        finally:
+            self._timing("submit", started)
+        return self
+
+    def _plan(self) -> None:
+        payload = self._payload
+        report = self.report
+        report.rows_in = payload.n_rows
+        report.rows_unique = payload.n_unique
+        report.rows_deduplicated = payload.n_rows - payload.n_unique
+        cached = self._reuse_cached(payload.unique_keys)
+        to_send = [k for k in payload.unique_keys if k not in cached]
+        sizes = {k: len(t) for k, t in zip(payload.unique_keys, payload.unique_json, strict=True)}
+        self._record_sizes = sizes
+        chunks = split_chunks(
+            to_send,
+            [sizes[k] for k in to_send],
+            chunk_rows=self.options.chunk_size,
+            chunk_bytes=self.options.chunk_bytes,
+        )
+        for chunk in chunks:
+            self._add_work(chunk)
+
+    def _reuse_cached(self, keys: Sequence[str]) -> set[str]:
+        if not self.options.cache or self.options.refresh:
+            return set()
+        by_job: dict[str, list[str]] = {}
+        for key, job_id in self._ledger.cache_lookup(self._scope, keys).items():
+            by_job.setdefault(job_id, []).append(key)
+        served: set[str] = set()
+        for job_id, job_keys in by_job.items():
+            table = self._ledger.load_results(job_id)
+            if table is None or ROW_KEY not in table.column_names:
+                continue  # the stored rows are gone: those records are sent again
+            mask = pc.is_in(table.column(ROW_KEY), value_set=pa.array(job_keys, pa.string()))
+            self._cached_tables.append(table.filter(mask))
+            served.update(job_keys)
+        self.report.rows_cached = len(served)
+        self.report.cached_from_runs = tuple(sorted(by_job))
+        return served
+
+    def _add_work(self, chunk: Chunk) -> _Work:
+        records_json = self._payload.body_bytes(list(chunk.keys))
+        fp = self._fingerprint_for(records_json)
+        work = _Work(chunk, records_json, fp, submission=self._ledger.submission(fp))
+        self._works.append(work)
+        self._classify(work)
+        return work
+
+    def _fingerprint_for(self, records_json: bytes) -> str:
+        fp = fingerprint(self._scope, records_json)
+        if self.options.refresh or not self.options.cache:
+            # Walk past completed submissions of the same records: a refresh pays again, but a
+            # refresh repeated after a crash still finds its own in-flight submission.
+            while (sub := self._ledger.submission(fp)) and sub.state is SubmissionState.COMPLETED:
+                fp = fingerprint(fp, (sub.job_id or "").encode())
+        return fp
+
+    def _classify(self, work: _Work) -> None:
+        sub = work.submission
+        state = sub.state if sub else None
+        if state in (
+            SubmissionState.SUBMITTED,
+            SubmissionState.COMPLETED,
+            SubmissionState.CANCELLED,
+        ):
+            if (
+                state is SubmissionState.CANCELLED
+                and sub is not None
+                and not self._ledger.has_results(sub.job_id or "")
+            ):
+                self._ledger.supersede(work.fingerprint)
+                work.submission = None
+                self._pending.append(work)
+                return
+            work.source = "reattached"
+            self._active[sub.job_id or ""] = work  # type: ignore[union-attr]
+            work.submitted_at = self._clock()
+            return
+        if state is SubmissionState.FAILED:
+            self._ledger.supersede(work.fingerprint)  # re-running pays again only for what failed
+            work.submission = None
+        elif state in (SubmissionState.INTENT, SubmissionState.AMBIGUOUS):
+            work.source = "reattached"
+        self._pending.append(work)
+
+    # ------------------------------------------------------------ submitting
+
+    def _fill_slots(self) -> None:
+        limit = self.options.max_concurrent_runs or DEFAULT_MAX_CONCURRENT_RUNS
+        while self._pending and len(self._active) < limit:
+            self._check_stop()
+            work = self._pending.popleft()
+            try:
+                self._submit(work)
+            except PayloadTooLargeError:
+                self._split(work)
+
+    def _submit(self, work: _Work) -> None:
+        body_hash = body_sha256(
+            encode_run_body(EncodedPayload(work.records_json), self.options.specs_override) or b""
+        )
+        with self._ledger.lock(work.fingerprint):
+            while True:
+                sub = self._ledger.record_intent(
+                    fingerprint=work.fingerprint,
+                    workflow_id=self.workflow_id,
+                    scope=self._scope,
+                    body_sha256=body_hash,
+                    record_keys=work.chunk.keys,
+                    call_id=self._call_id,
+                )
+                if sub.job_id:  # another process submitted it while we waited for the lock
+                    work.source = "reattached"
+                    break
+                try:
+                    sub = self._submitter.submit(sub, work.records_json)
+                except NoRunWasCreated:
+                    continue  # the ledger retired the old key; record a new intent and send
+                break
+        work.submission = sub
+        work.submitted_at = self._clock()
+        job_id = sub.job_id or ""
+        self._active[job_id] = work
+        if self._tracker is not None:
+            self._tracker.add_run(job_id, len(work.chunk.keys), "queued")
+
+    def _split(self, work: _Work) -> None:
+        """The API refused the chunk as too large (413): send it as two smaller runs."""
+        logger.warning(
+            "chunk of %d records was too large; splitting it in two", len(work.chunk.keys)
+        )
+        self._works.remove(work)
+        for part in halve(work.chunk, self._record_sizes):
+            self._pending.appendleft(self._detach(self._add_work(part)))
+
+    def _detach(self, work: _Work) -> _Work:
+        if work in self._pending:
+            self._pending.remove(work)
+        return work
+
+    # ------------------------------------------------------------ waiting
+
+    def _drive(self, timeout: float | None) -> None:
+        schedule = as_schedule(self.options.poll)
+        deadline = None if timeout is None else self._clock() + timeout
+        polls = 0
+        while self._pending or self._active:
+            self._fill_slots()
+            for work in list(self._active.values()):
+                self._poll(work)
+            if not self._active and not self._pending:
+                break
+            self._fill_slots()
+            if deadline is not None and self._clock() >= deadline:
+                raise WaitTimeoutError(
+                    ", ".join(self._active), timeout=timeout or 0.0, last_status="running"
+                )
+            delay = schedule.interval(polls)
+            if deadline is not None:
+                delay = max(0.0, min(delay, deadline - self._clock()))
+            self._pause(delay)
+            polls += 1
+
+    def _poll(self, work: _Work) -> None:
+        job_id = work.job_id or ""
+        if work.submission is not None and work.submission.state is SubmissionState.COMPLETED:
+            self._collect(work)
+            return
+        try:
+            status = self._client.live_status(job_id)
+        except NotFoundError:
+            if self._clock() - work.submitted_at < as_schedule(self.options.poll).not_found_grace:
+                return  # a new run can be briefly unknown
+            raise
+        if self._tracker is not None:
+            self._tracker.observe(status)
+        try:
+            done = finished_or_raise(status, job_id)
+        except RunFailedError as error:
+            self._ended(work, SubmissionState.FAILED, error, status)
+            return
+        except RunCancelledError as error:
+            self._ended(work, SubmissionState.CANCELLED, error, status)
+            return
+        if done:
+            self._collect(work)
+
+    def _ended(
+        self, work: _Work, state: SubmissionState, error: RunError, status: LiveStatus
+    ) -> None:
+        self._ledger.mark(work.fingerprint, state, error=str(error))
+        work.error = error
+        self._set_run(work, status.overall_status)
+        self._active.pop(work.job_id or "", None)
+
+    def _collect(self, work: _Work) -> None:
+        """Download a finished run and store its rows before anything else touches them."""
+        job_id = work.job_id or ""
+        started = time.perf_counter()
+        table = self._ledger.load_results(job_id)
+        if table is None:
+            table = self._client.download_results(job_id)
+            self._ledger.store_results(job_id, table)
+        self._timing("download", started, add=True)
+        if job_id in self._submitter.adopted:
+            _verify_adopted(table, work, job_id)
+        if ROW_KEY in table.column_names and self.options.cache:
+            self._ledger.cache_put(self._scope, work.chunk.keys, job_id)
+        self._ledger.mark(work.fingerprint, SubmissionState.COMPLETED)
+        work.table = table
+        self._set_run(work, "completed", done=True)
+        self._active.pop(job_id, None)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            if self._sleep is time.sleep:
+                self._stop.wait(seconds)  # wakes at once when an async caller is cancelled
+            else:
+                self._sleep(seconds)
+        self._check_stop()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _StopRequested
+
+    def _set_run(self, work: _Work, state: str, *, done: bool = False) -> None:
+        if self._tracker is not None and work.job_id:
+            self._tracker.mark(work.job_id, state, done=done)
+
+    # ------------------------------------------------------------ interrupts
+
+    def _interrupted(self) -> NoReturn:
+        ids = list(self._active)
+        for work in self._pending:
+            if work.submission is not None and work.submission.state is SubmissionState.INTENT:
+                ids.extend(self._find_unacknowledged(work))
+        if self.options.on_interrupt == "cancel":
+            for job_id in ids:
+                self._cancel_quietly(job_id)
+            message = (
+                f"Interrupted: cancelled {len(ids)} run(s) on the server ({', '.join(ids) or 'none'}). "
+                "Rows of finished runs are saved in the ledger: re-running the same call pays only "
+                "for the rest."
+            )
+        else:
+            message = (
+                f"Interrupted: {len(ids)} run(s) keep going on the server ({', '.join(ids) or 'none'}). "
+                "Re-run the same call to re-attach, or pick them up elsewhere with "
+                f"sixtyfour_frames.attach({ids!r}, df, {self.workflow_id!r})."
+            )
+        logger.warning(message)
+        self._close_progress()
+        raise EnrichInterrupted(
+            message, run_ids=ids, cancelled=self.options.on_interrupt == "cancel"
+        )
+
+    def _find_unacknowledged(self, work: _Work) -> list[str]:
+        """A POST cut short by Ctrl-C may have started a run: find it through the runs list."""
+        if work.submission is None or self.options.on_interrupt != "cancel":
+            return []
+        try:
+            resolved = self._submitter.find_run(work.submission)
+        except SixtyfourError:
+            return []
+        if resolved is None or not resolved.job_id:
+            return []
+        work.submission = resolved
+        self._active[resolved.job_id] = work
+        return [resolved.job_id]
+
+    def _cancel_quietly(self, job_id: str) -> None:
+        work = self._active.get(job_id)
+        try:
+            self._client.cancel_run(job_id)
+        except SixtyfourError as error:
+            logger.error("could not cancel run %s: %s", job_id, error)
+            return
+        if work is not None:
+            self._ledger.mark(work.fingerprint, SubmissionState.CANCELLED, error="interrupted")
+
+    # ------------------------------------------------------------ joining
+
+    def _join(self) -> Any:
+        tables = self._cached_tables + [w.table for w in self._works if w.table is not None]
+        results = combine_tables(tables)
+        row_status = None
+        if self.options.errors == "keep":
+            row_status = {
+                key: (_failure_status(w.error), str(w.error))
+                for w in self._works
+                if w.error is not None
+                for key in w.chunk.keys
+            }
+        joined, stats = join_results(
+            self._frame,
+            results,
+            row_keys=self._payload.row_keys,
+            sent_columns=self._payload.columns,
+            on=self.options.on,
+            rename=self.options.rename,
+            multiple=self.options.multiple,
+            on_conflict=self.options.on_conflict,
+            suffix=self.options.suffix,
+            row_status=row_status,
+        )
+        self._fill_report(stats, row_status)
+        attach_report(joined, self.report.to_dict())
+        return like_input(joined, self._kind)
+
+    def _fill_report(self, stats: Any, row_status: Mapping[str, Any] | None) -> None:
+        report = self.report
+        report.rows_matched = stats.rows_matched
+        report.rows_missing = stats.rows_missing
+        report.output_rows = stats.output_rows
+        report.output_extra = stats.output_extra
+        report.output_duplicated = stats.output_duplicated
+        report.new_columns = stats.new_columns
+        report.rows_failed = sum(
+            1 for k in self._payload.row_keys if row_status and k in row_status
+        )
+        report.runs = [
+            RunInfo(
+                job_id=w.job_id or "",
+                rows=len(w.chunk.keys),
+                status=_state_of(w),
+                source=w.source,
+                error=str(w.error) if w.error else None,
+            )
+            for w in self._works
+            if w.job_id
+        ]
+        report.rows_sent = sum(
+            len(w.chunk.keys) for w in self._works if w.source == "new" and w.job_id
+        )
+        report.rows_reattached = sum(
+            len(w.chunk.keys) for w in self._works if w.source == "reattached" and w.job_id
+        )
+
+    # ------------------------------------------------------------ housekeeping
+
+    def _timing(self, phase: str, started: float, *, add: bool = False) -> None:
+        elapsed = time.perf_counter() - started
+        timings = self.report.timings
+        timings[phase] = timings.get(phase, 0.0) + elapsed if add else elapsed
+
+    def _close_progress(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+
+    def _release(self) -> None:
+        if self._owns_client:
+            self._client.close()
+        if self._owns_ledger:
+            self._ledger.close()
+
+
+def _state_of(work: _Work) -> str:
+    if work.table is not None:
+        return "completed"
+    if isinstance(work.error, RunCancelledError):
+        return "cancelled"
+    if work.error is not None:
+        return "failed"
+    return work.submission.state.value if work.submission else "pending"
+
+
+def _failure_status(error: RunError | None) -> str:
+    return "cancelled" if isinstance(error, RunCancelledError) else "failed"
+
+
+def _verify_adopted(table: pa.Table, work: _Work, job_id: str) -> None:
+    """A run adopted from the runs list must hold our records and nothing else."""
+    if ROW_KEY not in table.column_names:
+        return  # the workflow drops the key: nothing to check against
+    keys = set(pc.drop_null(table.column(ROW_KEY)).to_pylist())
+    if keys and not keys <= set(work.chunk.keys):
+        raise JoinError(
+            f"run {job_id} was adopted as the outcome of an interrupted submission, but its rows "
+            "belong to other records: it is another client's run.",
+            hint="Check `sixtyfour-frames runs list`; nothing was joined.",
+        )
+
+
+def _build(frame: Any, options: EnrichOptions) -> Payload:
+    return build_payload(
+        frame,
+        columns=options.columns,
+        rename=options.rename,
+        naive_datetimes=options.naive_datetimes,
+    )
+
+
+def combine_tables(tables: Sequence[pa.Table]) -> pa.Table:
+    """Results of several runs → one table; columns whose types disagree become text."""
+    if not tables:
+        return pa.table({ROW_KEY: pa.array([], pa.string())})
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        names = {name for table in tables for name in table.column_names}
+        clashing = {
+            name
+            for name in names
+            if len({str(t.schema.field(name).type) for t in tables if name in t.column_names}) > 1
+        }
+        as_text = [
+            t.cast(
+                pa.schema(
+                    [pa.field(f.name, pa.string()) if f.name in clashing else f for f in t.schema]
+                )
+            )
+            for t in tables
+        ]
+        return pa.concat_tables(as_text, promote_options="permissive")
+
+
+# ---------------------------------------------------------------- the public functions
+
+
+def _options(kwargs: Mapping[str, Any], options: EnrichOptions | None) -> EnrichOptions:
+    base = options or EnrichOptions()
+    unknown = set(kwargs) - set(EnrichOptions.__dataclass_fields__)
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown argument(s): {', '.join(sorted(unknown))}; see help(sixtyfour_frames.enrich)."
+        )
+    return replace(base, **kwargs)
+
+
+def start(
+    frame: Any,
+    workflow_id: str,
+    *,
+    options: EnrichOptions | None = None,
+    client: Client | None = None,
+    ledger: Ledger | None = None,
+    **kwargs: Any,
+) -> EnrichJob:
+    """Validate, reuse, and start the runs of an enrich call without waiting for them."""
+    job = EnrichJob(frame, workflow_id, _options(kwargs, options), client=client, ledger=ledger)
+    return job._launch()
+
+
+def enrich(
+    frame: Any,
+    workflow_id: str,
+    *,
+    options: EnrichOptions | None = None,
+    client: Client | None = None,
+    ledger: Ledger | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Enrich ``frame`` with workflow ``workflow_id``; the same kind of frame comes back.
+
+    See the README for every keyword argument (columns, rename, specs_override, on, multiple,
+    on_conflict, suffix, chunk_size, max_concurrent_runs, progress, timeout, on_interrupt, cache,
+    refresh, errors, naive_datetimes, poll).
+    """
+    return start(
+        frame, workflow_id, options=options, client=client, ledger=ledger, **kwargs
+    ).result()
+
+
+async def aenrich(
+    frame: Any,
+    workflow_id: str,
+    *,
+    options: EnrichOptions | None = None,
+    client: Client | None = None,
+    ledger: Ledger | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``enrich`` for async code: runs in a worker thread; cancelling the task acts like Ctrl-C."""
+    opts = _options(kwargs, options)
+    stop = threading.Event()
+
+    def work() -> Any:
+        job = EnrichJob(frame, workflow_id, opts, client=client, ledger=ledger, stop=stop)
+        return job._launch().result()
+
+    try:
+        return await asyncio.to_thread(work)
+    except asyncio.CancelledError:
+        stop.set()
+        raise

@@ -1,0 +1,355 @@
+"""Vectorised per-dtype converters for Polars columns.
+
+Each column becomes a Polars expression that yields, for every row, the value's JSON text
+(``null`` for a missing value), byte for byte what ``_payload_values`` would write. Checks run as
+whole-column expressions first (``is_infinite().any()`` and the like); only when one fails is the
+first bad row located. The rare values whose text Polars would write differently from the
+reference (floats below 1e-4, offsets with seconds) are re-rendered one by one in Python.
+
+Nested and object columns go through the per-value encoder, because they are rare and their
+shape varies per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from sixtyfour_frames._payload_values import (
+    MAX_DEPTH,
+    NaiveDatetimePolicy,
+    RejectedValue,
+    ValueEncoder,
+    format_datetime,
+    format_duration_nanos,
+    format_float32_text,
+    format_string,
+    format_wall_time,
+)
+
+_UNIT_NANOS: Final = {"ms": 1_000_000, "us": 1_000, "ns": 1}
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+# Datetimes are accepted from 0001-01-02 to 9999-12-30 UTC, so that every local time stays
+# inside the years 1-9999 that ISO-8601 (and Python) can write without an expanded year.
+_FIRST_INSTANT: Final = dt.datetime(1, 1, 2)
+_LAST_INSTANT: Final = dt.datetime(9999, 12, 30)
+_FIRST_DAY: Final = (dt.date(1, 1, 1) - _EPOCH.date()).days
+_LAST_DAY: Final = (dt.date(9999, 12, 31) - _EPOCH.date()).days
+# Local mean time (offsets with seconds) ended everywhere before 1973 (Africa/Monrovia, 1972).
+_LMT_END: Final = dt.datetime(1973, 1, 1)
+_DATE_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
+_RANGE_HINT: Final = "Only the years 1-9999 can be written as ISO-8601 dates; filter or clip the column."
+
+
+@dataclass(frozen=True)
+class ColumnRejected(Exception):
+    """A column has a bad value at ``position`` (0-based row number)."""
+
+    reason: str
+    position: int
+    hint: str | None = None
+
+
+def _first_true(mask: pl.Series) -> int | None:
+    """Position of the first True in a boolean Series (nulls count as False)."""
+    hits = mask.fill_null(False).arg_true()
+    return int(hits[0]) if len(hits) else None
+
+
+def _reject_first(mask: pl.Series, reason: str, hint: str | None = None) -> None:
+    position = _first_true(mask)
+    if position is not None:
+        raise ColumnRejected(reason, position, hint)
+
+
+def _all_null(col: pl.Expr) -> pl.Expr:
+    """``null`` on every row (a column whose values are all missing)."""
+    return pl.when(col.is_null()).then(pl.lit("null")).otherwise(pl.lit("null"))
+
+
+def _quoted(expr: pl.Expr) -> pl.Expr:
+    """A JSON string from a String expression whose text needs no escaping, ``null`` if null."""
+    return pl.concat_str([pl.lit('"'), expr, pl.lit('"')]).fill_null(pl.lit("null"))
+
+
+def json_string_expr(expr: pl.Expr) -> pl.Expr:
+    """A JSON string (escaped like ``json.dumps(ensure_ascii=False)``), ``null`` if null.
+
+    Polars' own JSON writer does the escaping: encode ``{"s": value}`` and keep the value.
+    """
+    encoded = pl.struct(expr.alias("s")).struct.json_encode()
+    return encoded.str.slice(5).str.head(-1)
+
+
+def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | pl.Series:
+    """The JSON text of every value of ``series``: an expression on ``pl.col(series.name)``,
+    or a ready String Series when some values had to be rendered in Python."""
+    dtype = series.dtype
+    col = pl.col(series.name)
+    if dtype == pl.Null:
+        return _all_null(col)
+    if dtype == pl.Boolean or dtype.is_integer():
+        return col.cast(pl.String).fill_null(pl.lit("null"))
+    if dtype.is_float():
+        return _float_fragment(series)
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return json_string_expr(col.cast(pl.String))
+    if dtype == pl.Date:
+        days = series.to_physical()
+        outside = (days < _FIRST_DAY) | (days > _LAST_DAY)
+        _reject_first(outside, "date is outside the years 1-9999", _RANGE_HINT)
+        return _quoted(col.cast(pl.String))
+    if isinstance(dtype, pl.Datetime):
+        return _datetime_fragment(series, naive)
+    if isinstance(dtype, pl.Duration):
+        return _duration_fragment(col, dtype.time_unit or "us")
+    if dtype == pl.Time:
+        return _time_fragment(series)
+    if isinstance(dtype, pl.Decimal):
+        return _quoted(col.cast(pl.String))
+    if dtype == pl.Binary:
+        _reject_first(
+            series.is_not_null(),
+            "bytes cannot be sent as JSON text",
+            "Decode the bytes to text first (e.g. .bin.decode('base64') or .cast(pl.String)).",
+        )
+        return _all_null(col)
+    if isinstance(dtype, (pl.List, pl.Array, pl.Struct)) or dtype == pl.Object:
+        return python_fragments(series, naive)
+    raise ColumnRejected(f"dtype {dtype} has no JSON form", 0, "Cast the column first.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Floats
+# ---------------------------------------------------------------------------------------------
+
+
+def _float_fragment(series: pl.Series) -> pl.Expr | pl.Series:
+    values = series if series.dtype in (pl.Float32, pl.Float64) else series.cast(pl.Float32)
+    _reject_first(
+        values.is_infinite(),
+        "infinity is not valid JSON",
+        "Replace infinities before sending (e.g. with null or a large finite number).",
+    )
+    text = pl.col(series.name).cast(values.dtype).fill_nan(None).cast(pl.String).fill_null("null")
+    odd = _repr_mismatches(values)
+    if odd is None:
+        return text
+    rendered = series.to_frame().select(text).to_series()
+    fixed = [format_float32_text(shortest) for shortest in rendered.gather(odd).to_list()]
+    return rendered.scatter(odd, fixed)
+
+
+def _repr_mismatches(values: pl.Series) -> pl.Series | None:
+    """Rows whose Polars text differs in notation from ``repr`` (the digits always agree).
+
+    Polars writes ``0.00001`` and ``1e-7`` where ``repr`` writes ``1e-05`` and ``1e-07``; for
+    float32 it also switches to exponents earlier (``1e+13``). The bounds are conservative: a
+    re-rendered value that already matched is unchanged.
+    """
+    magnitude = values.abs()
+    odd = (magnitude < 1e-4) & (values != 0)
+    if values.dtype == pl.Float32:
+        odd = odd | (magnitude >= 1e12)
+    odd = odd.fill_null(False)
+    if not odd.any():
+        return None
+    return odd.arg_true()
+
+
+# ---------------------------------------------------------------------------------------------
+# Dates and times
+# ---------------------------------------------------------------------------------------------
+
+
+def _ticks(moment: dt.datetime, unit: str) -> int:
+    """``moment`` (naive, UTC) as a count of ``unit`` since the epoch."""
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1) * 1000 // _UNIT_NANOS[unit]
+
+
+def _check_instant_range(physical: pl.Series, unit: str) -> None:
+    _reject_first(
+        (physical < _ticks(_FIRST_INSTANT, unit)) | (physical > _ticks(_LAST_INSTANT, unit)),
+        "datetime is outside the years 1-9999",
+        _RANGE_HINT,
+    )
+
+
+def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | pl.Series:
+    dtype: Any = series.dtype
+    unit = dtype.time_unit or "us"
+    physical = series.to_physical()
+    _check_instant_range(physical, unit)
+    col = pl.col(series.name)
+    if dtype.time_zone is None:
+        if naive != "utc":
+            _reject_first(
+                series.is_not_null(),
+                "naive datetime (no time zone) is ambiguous",
+                "Localize the column (e.g. dt.replace_time_zone('UTC')), or pass "
+                "naive_datetimes='utc' to send naive values as UTC.",
+            )
+        col = col.dt.replace_time_zone("UTC")
+    text = _quoted(_strftime_with_nanos(col, physical, unit, f"{_DATE_FORMAT}%.6f%:z"))
+    lmt_rows = _lmt_rows(series, physical, unit, dtype.time_zone)
+    if lmt_rows is None:
+        return text
+    rendered = series.to_frame().select(text).to_series()
+    fixed = [
+        _render_instant(int(value), unit, dtype.time_zone, naive)
+        for value in physical.gather(lmt_rows).to_list()
+    ]
+    return rendered.scatter(lmt_rows, fixed)
+
+
+def _strftime_with_nanos(col: pl.Expr, physical: pl.Series, unit: str, fmt: str) -> pl.Expr:
+    """``fmt`` (with ``%.6f``), switching to nine digits on the rows that have nanoseconds."""
+    micro_text = col.dt.strftime(fmt)
+    if unit != "ns" or not (physical % 1000 != 0).any():
+        return micro_text
+    nano_text = col.dt.strftime(fmt.replace("%.6f", "%.9f"))
+    return pl.when(col.dt.nanosecond() % 1000 != 0).then(nano_text).otherwise(micro_text)
+
+
+def _lmt_rows(
+    series: pl.Series, physical: pl.Series, unit: str, zone: str | None
+) -> pl.Series | None:
+    """Rows whose UTC offset has seconds (local mean time), which ``%:z`` would truncate."""
+    if zone in (None, "UTC"):
+        return None
+    first: Any = physical.min()
+    if first is None or first >= _ticks(_LMT_END, unit):
+        return None
+    offset = series.dt.base_utc_offset() + series.dt.dst_offset()
+    odd = (offset.dt.total_microseconds() % 60_000_000 != 0).fill_null(False)
+    return odd.arg_true() if odd.any() else None
+
+
+def _render_instant(value: int, unit: str, zone: str | None, naive: NaiveDatetimePolicy) -> str:
+    """A datetime given as ticks since the epoch; naive values follow the ``naive`` policy."""
+    micros, extra = divmod(value * _UNIT_NANOS[unit], 1000)
+    moment = _EPOCH + dt.timedelta(microseconds=micros)
+    if zone is not None:
+        moment = moment.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(zone))
+    return format_datetime(moment, naive, extra)
+
+
+def _duration_fragment(col: pl.Expr, unit: str) -> pl.Expr:
+    """``"PT<seconds>[.<fraction>]S"`` with a leading ``-`` for negative durations."""
+    per_second = 1_000_000_000 // _UNIT_NANOS[unit]
+    digits = len(str(per_second)) - 1
+    ticks = col.to_physical()
+    size = ticks.abs()
+    seconds = (size // per_second).cast(pl.String)
+    fraction = (size % per_second).cast(pl.String).str.zfill(digits).str.strip_chars_end("0")
+    return pl.concat_str(
+        [
+            pl.when(ticks < 0).then(pl.lit('"-PT')).otherwise(pl.lit('"PT')),
+            seconds,
+            pl.when(fraction == "").then(pl.lit("")).otherwise(pl.lit(".") + fraction),
+            pl.lit('S"'),
+        ]
+    ).fill_null(pl.lit("null"))
+
+
+def _time_fragment(series: pl.Series) -> pl.Expr:
+    col = pl.col(series.name)
+    return _quoted(_strftime_with_nanos(col, series.to_physical(), "ns", "%H:%M:%S%.6f"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested and object columns: per value, with the dtype telling how to read each leaf
+# ---------------------------------------------------------------------------------------------
+
+LeafEncoder = Callable[[Any, int], str]
+
+
+def python_fragments(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Series:
+    """Encode ``series`` value by value (nested or object dtypes)."""
+    target, encode = _nested_plan(series.dtype, ValueEncoder(naive), naive, 0)
+    values = series.cast(target).to_list() if target != series.dtype else series.to_list()
+    out: list[str] = []
+    for position, value in enumerate(values):
+        try:
+            out.append(encode(value, 0))
+        except RejectedValue as exc:
+            raise ColumnRejected(exc.reason, position, exc.hint) from exc
+    return pl.Series(series.name, out, dtype=pl.String)
+
+
+def _nested_plan(  # noqa: C901 - one branch per dtype family
+    dtype: Any, generic: ValueEncoder, naive: NaiveDatetimePolicy, depth: int
+) -> tuple[Any, LeafEncoder]:
+    """(dtype to cast to before ``to_list``, encoder of one value of that dtype)."""
+    if depth > MAX_DEPTH:
+        raise ColumnRejected(
+            f"dtype is nested deeper than {MAX_DEPTH} levels", 0, "Flatten the column first."
+        )
+    if isinstance(dtype, (pl.List, pl.Array)):
+        inner_target, inner = _nested_plan(dtype.inner, generic, naive, depth + 1)
+        return pl.List(inner_target), _list_encoder(inner, generic)
+    if isinstance(dtype, pl.Struct):
+        fields = [(f.name, *_nested_plan(f.dtype, generic, naive, depth + 1)) for f in dtype.fields]
+        target = pl.Struct([pl.Field(name, t) for name, t, _ in fields])
+        return target, _struct_encoder([(name, enc) for name, _, enc in fields], generic)
+    if dtype in (pl.Float32, pl.Float16):
+        return pl.String, _float32_text_encoder
+    if isinstance(dtype, pl.Datetime):
+        unit, zone = dtype.time_unit or "us", dtype.time_zone
+        return pl.Int64, _nullable(lambda v: _render_instant(v, unit, zone, naive))
+    if isinstance(dtype, pl.Duration):
+        factor = _UNIT_NANOS[dtype.time_unit or "us"]
+        return pl.Int64, _nullable(lambda v: format_duration_nanos(v * factor))
+    if dtype == pl.Time:
+        return pl.Int64, _nullable(_render_time_nanos)
+    return dtype, generic.encode
+
+
+def _nullable(render: Callable[[Any], str]) -> LeafEncoder:
+    return lambda value, depth: "null" if value is None else render(value)
+
+
+def _list_encoder(inner: LeafEncoder, generic: ValueEncoder) -> LeafEncoder:
+    def encode(value: Any, depth: int) -> str:
+        if value is None:
+            return "null"
+        level = generic.enter(depth)
+        return "[" + ",".join([inner(item, level) for item in value]) + "]"
+
+    return encode
+
+
+def _struct_encoder(fields: list[tuple[str, LeafEncoder]], generic: ValueEncoder) -> LeafEncoder:
+    keys = [format_string(name) + ":" for name, _ in fields]
+
+    def encode(value: Any, depth: int) -> str:
+        if value is None:
+            return "null"
+        level = generic.enter(depth)
+        parts = [key + enc(value[name], level) for key, (name, enc) in zip(keys, fields, strict=True)]
+        return "{" + ",".join(parts) + "}"
+
+    return encode
+
+
+def _float32_text_encoder(value: Any, depth: int) -> str:
+    """A float32 leaf, already cast to its shortest text by Polars."""
+    if value is None or value.lstrip("-").lower() == "nan":
+        return "null"
+    if "inf" in value.lower():
+        raise RejectedValue(
+            "infinity is not valid JSON",
+            "Replace infinities before sending (e.g. with null or a large finite number).",
+        )
+    return format_float32_text(value)
+
+
+def _render_time_nanos(value: int) -> str:
+    micros, extra = divmod(value, 1000)
+    moment = dt.datetime.min + dt.timedelta(microseconds=micros)
+    return f'"{format_wall_time(moment, extra)}"'
