@@ -358,7 +358,7 @@ def finished_run(api: Api, workflow: str = "company_enrichment", rows: int = 3, 
     payload = [{"company_name": f"Company {i}", "country": "US"} for i in range(rows)]
     started = api.run_workflow(Emulator.workflow_id(workflow), webhook_payload=payload, **kw)
     api.wait(started.job_id)
-    return started.job_id
+    return str(started.job_id)
 
 
 def test_download_links_lists_one_file_per_producing_block(api: Api) -> None:

@@ -31,6 +31,7 @@ from sixtyfour_frames._chunks import (
     split_chunks,
 )
 from sixtyfour_frames._client import Client
+from sixtyfour_frames._crash import crash_point
 from sixtyfour_frames._errors import (
     InvalidArgumentError,
     JoinError,
@@ -229,9 +230,7 @@ class EnrichJob:
         cancelled = []
         for job_id, work in list(self._active.items()):
             self._client.cancel_run(job_id)
-            self._ledger.mark(
-                work.fingerprint, SubmissionState.CANCELLED, error="cancelled by the user"
-            )
+            self._mark_cancelled(work, "cancelled by the user")
             self._set_run(work, "cancelled")
             work.error = RunCancelledError(job_id)
             del self._active[job_id]
@@ -385,6 +384,7 @@ class EnrichJob:
                 if sub.job_id:  # another process submitted it while we waited for the lock
                     work.source = "reattached"
                     break
+                crash_point("after_intent")
                 try:
                     sub = self._submitter.submit(sub, work.records_json)
                 except NoRunWasCreated:
@@ -445,6 +445,7 @@ class EnrichJob:
             if self._clock() - work.submitted_at < as_schedule(self.options.poll).not_found_grace:
                 return  # a new run can be briefly unknown
             raise
+        crash_point("during_polling")
         if self._tracker is not None:
             self._tracker.observe(status)
         try:
@@ -472,8 +473,10 @@ class EnrichJob:
         started = time.perf_counter()
         table = self._ledger.load_results(job_id)
         if table is None:
+            crash_point("before_download")
             table = self._client.download_results(job_id)
             self._ledger.store_results(job_id, table)
+            crash_point("after_download")
         self._timing("download", started, add=True)
         if job_id in self._submitter.adopted:
             _verify_adopted(table, work, job_id)
@@ -541,6 +544,12 @@ class EnrichJob:
         self._active[resolved.job_id] = work
         return [resolved.job_id]
 
+    def _mark_cancelled(self, work: _Work, reason: str) -> None:
+        # A run already recorded as completed keeps its rows: a late cancel changes nothing.
+        current = self._ledger.submission(work.fingerprint)
+        if current is not None and current.state is SubmissionState.SUBMITTED:
+            self._ledger.mark(work.fingerprint, SubmissionState.CANCELLED, error=reason)
+
     def _cancel_quietly(self, job_id: str) -> None:
         work = self._active.get(job_id)
         try:
@@ -549,7 +558,7 @@ class EnrichJob:
             logger.error("could not cancel run %s: %s", job_id, error)
             return
         if work is not None:
-            self._ledger.mark(work.fingerprint, SubmissionState.CANCELLED, error="interrupted")
+            self._mark_cancelled(work, "interrupted")
 
     # ------------------------------------------------------------ joining
 

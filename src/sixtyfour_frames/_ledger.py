@@ -554,14 +554,19 @@ class Ledger:
     def _batches(
         self, conn: sqlite3.Connection, scope_id: int, *, only: Collection[int] | None = None
     ) -> list[tuple[int, KeyBatch]]:
-        """The scope's batches (or those with the ids in ``only``), newest first."""
-        rows = conn.execute(
-            "SELECT id, record_keys FROM cache_batches WHERE scope_id = ? ORDER BY id DESC",
-            (scope_id,),
-        ).fetchall()
-        return [
-            (row_id, self._decode(blob)) for row_id, blob in rows if only is None or row_id in only
-        ]
+        """The scope's batches (or only those with the given ids), newest first."""
+        if only is None:
+            rows = conn.execute(
+                "SELECT id, record_keys FROM cache_batches WHERE scope_id = ? ORDER BY id DESC",
+                (scope_id,),
+            ).fetchall()
+        else:  # read just these blobs: the scope's large batches may weigh tens of MB
+            rows = conn.execute(
+                "SELECT id, record_keys FROM cache_batches WHERE scope_id = ?"
+                " AND id IN (SELECT value FROM json_each(?)) ORDER BY id DESC",
+                (scope_id, json.dumps(sorted(only))),
+            ).fetchall()
+        return [(row_id, self._decode(blob)) for row_id, blob in rows]
 
     def _decode(self, blob: bytes) -> KeyBatch:
         try:

@@ -131,15 +131,14 @@ def open_database(path: Path) -> sqlite3.Connection:
 
 def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a newer schema or a foreign SQLite file before anything is written to it."""
-    version = _pragma_int(conn, "user_version")
+    version, app_id, has_tables = _identity(conn)
     if version > SCHEMA_VERSION:
         raise LedgerError(
             f"the ledger {path} was written by a newer sixtyfour-frames (schema {version}; this "
             f"version reads up to {SCHEMA_VERSION})",
             hint="Upgrade sixtyfour-frames, or point SIXTYFOUR_FRAMES_HOME at another directory.",
         )
-    app_id = _pragma_int(conn, "application_id")
-    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and _has_tables(conn)):
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
         raise LedgerError(
             f"{path} is an SQLite database but not a sixtyfour-frames ledger",
             hint="Point SIXTYFOUR_FRAMES_HOME (or home=) at a directory of its own.",
@@ -159,10 +158,11 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
 def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Create the schema in a fresh database; two processes opening a new home race safely here."""
     with write_transaction(conn):
-        if _pragma_int(conn, "user_version") == SCHEMA_VERSION:
-            return
+        version, _, has_tables = _identity(conn)
+        if version == SCHEMA_VERSION:
+            return  # created meanwhile by another process that opened the same new home
         # Migrations from older schema versions will go here; version 1 is the first.
-        if _has_tables(conn):  # another writer got in between our identity check and here
+        if has_tables:  # a foreign writer got in between our identity check and here
             raise LedgerError(f"{path} is not a sixtyfour-frames ledger", hint=_DAMAGED_HINT)
         for statement in _SCHEMA:
             conn.execute(statement)
@@ -170,13 +170,18 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def _pragma_int(conn: sqlite3.Connection, name: str) -> int:
-    value = conn.execute(f"PRAGMA {name}").fetchone()[0]
-    return int(value)
+def _identity(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+    """(schema version, application id, has tables), read in one statement, so one snapshot.
 
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+    Three separate reads could straddle another process's schema creation and see tables but no
+    application id yet, which would look like a foreign database.
+    """
+    version, app_id, has_tables = conn.execute(
+        "SELECT (SELECT user_version FROM pragma_user_version),"
+        " (SELECT application_id FROM pragma_application_id),"
+        " EXISTS (SELECT 1 FROM sqlite_master)"
+    ).fetchone()
+    return int(version), int(app_id), bool(has_tables)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from sixtyfour_frames._crash import crash_point
 from sixtyfour_frames._errors import LedgerError
 
 APP_DIR_NAME = "sixtyfour-frames"
@@ -225,6 +226,7 @@ def write_atomically(final: Path, write: Callable[[BinaryIO], None]) -> int:
         with open(fd, "wb", closefd=False) as stream:
             write(stream)
             stream.flush()
+        crash_point("mid_result_write")
         os.fsync(fd)  # the bytes are on disk before any name points at them
         size = os.fstat(fd).st_size
         publish(temp, final)

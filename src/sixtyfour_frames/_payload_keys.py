@@ -2,23 +2,23 @@
 
 Why not ``hashlib``: one ``blake2b`` call per row costs about a microsecond of Python, which is
 most of the time budget for a million rows. This hash is built so that numpy can compute it for
-all records at once, word by word, with no per-row Python, and it is defined here in plain
-Python too (:func:`record_key`) so that the vectorised code has a reference to be tested
-against and the key never depends on the library that computed it.
+all records at once, word by word, with no per-row Python; it is also written in plain Python
+(:func:`record_key`), which is its definition and the reference the vectorised code is tested
+against. The key therefore never depends on the library that computed it.
 
 Definition (all arithmetic modulo 2**64):
 
-* ``data`` is the UTF-8 text, zero-padded to a multiple of 8 bytes; ``w[j]`` is its ``j``-th
-  8-byte little-endian word, ``n`` the unpadded length in bytes;
+* ``t`` is the record's JSON object text *without* the key field, in UTF-8, ``n`` bytes long,
+  zero-padded to a multiple of 8 bytes; ``w[j]`` is its ``j``-th little-endian 8-byte word;
 * ``mix`` is MurmurHash3's 64-bit finaliser (a bijection with full avalanche);
-* two lanes ``i`` with their own constants: ``A_i = Σ_j mix(w[j] ^ (SEED_i + j * STEP_i))`` and
-  ``h_i = mix(A_i ^ (n * LENGTH_i))``;
-* the key is ``"k"`` + ``h_1`` in 16 hex digits + the top 16 bits of ``h_2`` in 4 hex digits.
+* ``m[j] = mix(w[j] ^ (SEED + j * STEP))``, ``A = Σ m[j]``, ``B = Σ m[j] * (2j + 1)``;
+* ``h1 = mix(A ^ (n * LEN1))``, ``h2 = mix(B ^ (n * LEN2))``;
+* the key is ``"k"`` + ``h1`` in 16 hex digits + the top 16 bits of ``h2`` in 4 hex digits.
 
-A record that differs in one word always changes ``A_i`` (``mix`` is a bijection and the word's
-position is mixed in); larger differences collide with probability about 2**-80. The key starts
-with a letter so that no CSV reader mistakes it for a number. It is the same in every process,
-on every platform, and for pandas and Polars input alike.
+A record that differs from another in one word always gets a different ``A`` (``mix`` is a
+bijection and the word's position is mixed in); larger differences must satisfy both sums at
+once, so two distinct records share a key with probability about 2**-80. The key starts with a
+letter so that no CSV reader takes it for a number.
 """
 
 from __future__ import annotations
@@ -29,19 +29,24 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    U64 = npt.NDArray[np.uint64]
+    I64 = npt.NDArray[np.int64]
+
 KEY_LENGTH: Final = 21  # "k" + 20 hex digits
+KEY_PLACEHOLDER: Final = "k" + "0" * (KEY_LENGTH - 1)
 _MASK: Final = (1 << 64) - 1
 _MIX_1: Final = 0xFF51AFD7ED558CCD
 _MIX_2: Final = 0xC4CEB9FE1A85EC53
-_LANES: Final = (
-    # (SEED, STEP, LENGTH): arbitrary odd constants (fractional digits of sqrt(2), pi, e, sqrt(3)).
-    (0x6A09E667F3BCC909, 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B),
-    (0x3C6EF372FE94F82B, 0xD6E8FEB86659FD93, 0xA54FF53A5F1D36F1),
-)
+# Arbitrary odd constants: fractional digits of sqrt(2), the golden ratio, sqrt(3), sqrt(5).
+_SEED: Final = 0x6A09E667F3BCC909
+_STEP: Final = 0x9E3779B97F4A7C15
+_LEN_1: Final = 0xBB67AE8584CAA73B
+_LEN_2: Final = 0xA54FF53A5F1D36F1
+_BRACE: Final = ord("}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Reference (pure Python): used without numpy, and by the tests as the definition
+# The definition, in plain Python (used without numpy, and by the tests)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -54,98 +59,123 @@ def _mix(value: int) -> int:
 
 
 def record_key(text: str) -> str:
-    """The key of one record's canonical JSON text (the definition; slow)."""
+    """The key of one record, given its JSON object text without the key field."""
     data = text.encode("utf-8")
     padded = data + b"\0" * (-len(data) % 8)
-    words = [int.from_bytes(padded[i : i + 8], "little") for i in range(0, len(padded), 8)]
-    lanes = []
-    for seed, step, length in _LANES:
-        total = 0
-        for position, word in enumerate(words):
-            total += _mix(word ^ ((seed + position * step) & _MASK))
-        lanes.append(_mix((total & _MASK) ^ ((len(data) * length) & _MASK)))
-    return f"k{lanes[0]:016x}{lanes[1] >> 48:04x}"
+    sum_a = sum_b = 0
+    for j in range(len(padded) // 8):
+        word = int.from_bytes(padded[8 * j : 8 * j + 8], "little")
+        mixed = _mix(word ^ ((_SEED + j * _STEP) & _MASK))
+        sum_a += mixed
+        sum_b += mixed * (2 * j + 1)
+    first = _mix((sum_a & _MASK) ^ ((len(data) * _LEN_1) & _MASK))
+    second = _mix((sum_b & _MASK) ^ ((len(data) * _LEN_2) & _MASK))
+    return f"k{first:016x}{second >> 48:04x}"
 
 
 # ---------------------------------------------------------------------------------------------
-# Vectorised (numpy): every record at once
+# Vectorised (numpy): every record of a buffer at once
 # ---------------------------------------------------------------------------------------------
 
+_BLOCK_WORDS: Final = 1 << 15  # scratch arrays of 256 KiB: they stay in cache and are reused
 
-_BLOCK_WORDS: Final = 1 << 15  # 256 KiB per scratch array: stays in cache, allocated once
 
+def hash_records(data: npt.NDArray[np.uint8], starts: I64, lengths: I64) -> tuple[U64, U64]:
+    """(h1, h2) of records stored in ``data`` at byte ``starts``, ``lengths`` bytes long.
 
-def hash_padded(
-    data: Any, offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """Both lanes for records stored back to back in ``data``, each zero-padded to 8 bytes.
-
-    ``offsets`` has one entry more than there are records (Arrow layout) and every offset is a
-    multiple of 8; ``lengths`` are the unpadded byte lengths. Records are processed in blocks
-    of about ``_BLOCK_WORDS`` words so that the scratch arrays stay small and are reused.
+    The last byte of each record is read as ``}`` whatever ``data`` holds there, so a record
+    may be hashed in place inside its longer sent text, where a ``,"__sixtyfour_row"`` field
+    follows. ``data`` must hold at least 8 readable bytes after every record's end.
     """
     import numpy as np
 
-    base = int(offsets[0])
-    words = np.frombuffer(data, dtype="<u8", count=(int(offsets[-1]) - base) // 8, offset=base)
-    word_offsets = (offsets - base) // 8
-    results = (np.empty(lengths.size, np.uint64), np.empty(lengths.size, np.uint64))
-    scratch = _Scratch(_BLOCK_WORDS)
-    first = 0
-    while first < lengths.size:
-        last = int(np.searchsorted(word_offsets, word_offsets[first] + _BLOCK_WORDS, "right")) - 1
-        last = max(last, first + 1)  # a record longer than a block gets a block of its own
-        block = slice(int(word_offsets[first]), int(word_offsets[last]))
-        starts = word_offsets[first:last] - word_offsets[first]
-        for lane, out in zip(_LANES, results, strict=True):
-            out[first:last] = _lane(words[block], starts, lengths[first:last], lane, scratch)
-        first = last
-    return results
+    words_at = np.ndarray(  # the 8 bytes starting at every byte offset (unaligned reads)
+        shape=(data.size - 7,), dtype="<u8", buffer=data, strides=(1,)
+    )
+    counts = (lengths + 7) // 8
+    first = (np.empty(lengths.size, np.uint64), np.empty(lengths.size, np.uint64))
+    scratch = _Scratch()
+    begin = 0
+    bounds = np.cumsum(counts)
+    while begin < lengths.size:
+        done = int(bounds[begin - 1]) if begin else 0
+        end = max(int(np.searchsorted(bounds, done + _BLOCK_WORDS, "right")), begin + 1)
+        block = slice(begin, end)
+        first[0][block], first[1][block] = _hash_block(
+            words_at, starts[block], lengths[block], counts[block], scratch
+        )
+        begin = end
+    return first
 
 
 class _Scratch:
-    """Reusable arrays: fresh large allocations cost more than the arithmetic itself."""
+    """Reusable arrays: in a VM a fresh large allocation can cost more than the arithmetic."""
 
-    def __init__(self, size: int) -> None:
-        import numpy as np
+    def __init__(self) -> None:
+        self.size = 0
+        self.arrays: list[Any] = []
 
-        self.size = size
-        self.arrays = [np.empty(size, np.uint64) for _ in range(3)]
-
-    def take(self, size: int) -> list[npt.NDArray[np.uint64]]:
+    def take(self, size: int) -> list[Any]:
         import numpy as np
 
         if size > self.size:
-            self.__init__(size)  # type: ignore[misc]  # grow for one long record
+            self.size = max(size, _BLOCK_WORDS)
+            self.arrays = [
+                np.empty(self.size, np.int64),
+                np.empty(self.size, np.uint64),
+                np.empty(self.size, np.uint64),
+                np.empty(self.size, np.uint64),
+            ]
         return [array[:size] for array in self.arrays]
 
 
-def _lane(
-    words: npt.NDArray[np.uint64],
-    starts: npt.NDArray[np.int64],
-    lengths: npt.NDArray[np.int64],
-    lane: tuple[int, int, int],
-    scratch: _Scratch,
-) -> npt.NDArray[np.uint64]:
+def _hash_block(
+    words_at: U64, starts: I64, lengths: I64, counts: I64, scratch: _Scratch
+) -> tuple[U64, U64]:
     import numpy as np
 
-    seed, step, length = lane
-    position, mixed, spare = scratch.take(words.size)
-    # position of each word inside its record: a running count that restarts at each record
+    total = int(counts.sum())
+    index, position, mixed, spare = scratch.take(total)
+    firsts = np.cumsum(counts) - counts  # where each record's words begin in the block
+    # position of each word inside its record: a count that restarts at every record
     position[:] = 1
-    position[starts[1:]] = (1 - np.diff(starts)).astype(np.uint64)
+    position[firsts[1:]] = (1 - counts[:-1]).astype(np.uint64)
     position[0] = 0
     np.cumsum(position, out=position)
-    np.multiply(position, np.uint64(step), out=mixed)
-    mixed += np.uint64(seed)
+    # byte offset of each word: the record's start + 8 × position
+    np.left_shift(position, np.uint64(3), out=mixed)
+    np.add(mixed.view(np.int64), np.repeat(starts, counts), out=index)
+    words = words_at[index]
+    _close_records(words, firsts + counts - 1, lengths - 8 * (counts - 1))
+    np.multiply(position, np.uint64(_STEP), out=mixed)
+    mixed += np.uint64(_SEED)
     mixed ^= words
     _mix_inplace(mixed, spare)
-    total = np.add.reduceat(mixed, starts)
-    total ^= lengths.astype(np.uint64) * np.uint64(length)
-    return _mix_inplace(total, np.empty_like(total))
+    sum_a = np.add.reduceat(mixed, firsts)
+    position <<= np.uint64(1)
+    position |= np.uint64(1)
+    mixed *= position
+    sum_b = np.add.reduceat(mixed, firsts)
+    sizes = lengths.astype(np.uint64)
+    sum_a ^= sizes * np.uint64(_LEN_1)
+    sum_b ^= sizes * np.uint64(_LEN_2)
+    return _mix_inplace(sum_a, np.empty_like(sum_a)), _mix_inplace(sum_b, np.empty_like(sum_b))
 
 
-def _mix_inplace(values: npt.NDArray[np.uint64], scratch: Any) -> npt.NDArray[np.uint64]:
+_KEEP: Final = [(1 << (8 * keep)) - 1 for keep in range(8)]
+
+
+def _close_records(words: U64, last: I64, tail: I64) -> None:
+    """In each record's last word keep ``tail - 1`` bytes, then the ``}``, then zeros."""
+    import numpy as np
+
+    keep = (tail - 1).astype(np.intp)
+    masks = np.array(_KEEP, dtype=np.uint64)[keep]
+    brace = np.uint64(_BRACE) << (keep.astype(np.uint64) * np.uint64(8))
+    words[last] = (words[last] & masks) | brace
+
+
+def _mix_inplace(values: U64, scratch: U64) -> U64:
     import numpy as np
 
     for multiplier in (_MIX_1, _MIX_2, None):
@@ -159,18 +189,87 @@ def _mix_inplace(values: npt.NDArray[np.uint64], scratch: Any) -> npt.NDArray[np
 _HEX: Final = b"0123456789abcdef"
 
 
-def key_text(
-    first: npt.NDArray[np.uint64], second: npt.NDArray[np.uint64]
-) -> tuple[bytes, npt.NDArray[np.int32]]:
-    """The keys as Arrow string buffers: (UTF-8 data, offsets), ``KEY_LENGTH`` bytes each."""
+def key_digits(first: U64, second: U64) -> npt.NDArray[np.uint8]:
+    """The keys as an (n, ``KEY_LENGTH``) array of ASCII bytes."""
     import numpy as np
 
     count = first.size
+    table = np.frombuffer(_HEX, dtype=np.uint8)
     digits = np.empty((count, KEY_LENGTH), dtype=np.uint8)
     digits[:, 0] = ord("k")
-    table = np.frombuffer(_HEX, dtype=np.uint8)
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    digits[:, 1:17] = table[(first[:, None] >> shifts) & np.uint64(15)]
-    digits[:, 17:21] = table[(second[:, None] >> shifts[:4]) & np.uint64(15)]
+    high = first.astype(">u8").view(np.uint8).reshape(count, 8)  # most significant byte first
+    digits[:, 1:17:2] = table[high >> 4]
+    digits[:, 2:17:2] = table[high & 15]
+    low = (second >> np.uint64(48)).astype(">u2").view(np.uint8).reshape(count, 2)
+    digits[:, 17:21:2] = table[low >> 4]
+    digits[:, 18:21:2] = table[low & 15]
+    return digits
+
+
+def key_strings(digits: npt.NDArray[np.uint8]) -> Any:
+    """An Arrow string array of the keys in ``digits``."""
+    import numpy as np
+    import pyarrow as pa
+
+    count = digits.shape[0]
     offsets = np.arange(0, (count + 1) * KEY_LENGTH, KEY_LENGTH, dtype=np.int32)
-    return digits.tobytes(), offsets
+    return pa.Array.from_buffers(
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# In place in Arrow string views: hash each sent text's keyless part, then stamp its key
+# ---------------------------------------------------------------------------------------------
+
+_VIEW: Final = [("size", "<i4"), ("prefix", "<u4"), ("buffer", "<i4"), ("offset", "<i4")]
+
+
+def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8]] | None:
+    """Key the records of a ``string_view`` array whose texts end with the key placeholder.
+
+    Each text is the sent object with ``KEY_PLACEHOLDER`` in place of its key, followed by
+    ``"}`` (``tail`` bytes from the ``,`` that opens the key field to the end). Returns the
+    same texts with their keys written in (a copy) and the keys' digits; None when the array
+    is not laid out as expected, so that the caller can take the slow path.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if array.null_count or array.offset or not pa.types.is_string_view(array.type):
+        return None
+    views = np.frombuffer(array.buffers()[1], dtype=_VIEW)[: len(array)]
+    sizes = views["size"].astype(np.int64)
+    if (sizes <= max(12, tail)).any():
+        return None  # a text stored inside its view, or without the key field
+    starts = views["offset"].astype(np.int64)
+    owner = views["buffer"]
+    buffers = [_writable(buffer) for buffer in array.buffers()[2:]]
+    first = np.empty(len(array), np.uint64)
+    second = np.empty(len(array), np.uint64)
+    for number, data in enumerate(buffers):
+        rows = np.flatnonzero(owner == number)
+        if rows.size:
+            lanes = hash_records(data, starts[rows], sizes[rows] - tail + 1)
+            first[rows], second[rows] = lanes
+    digits = key_digits(first, second)
+    key_at = sizes - 2 - KEY_LENGTH  # the key's first byte, from the text's start
+    for number, data in enumerate(buffers):
+        rows = np.flatnonzero(owner == number)
+        where = (starts[rows] + key_at[rows])[:, None] + np.arange(KEY_LENGTH)
+        data[where] = digits[rows]
+    stamped = pa.Array.from_buffers(
+        pa.string_view(),
+        len(array),
+        [None, array.buffers()[1], *(pa.py_buffer(data[:-8]) for data in buffers)],
+    )
+    return stamped, digits
+
+
+def _writable(buffer: Any) -> npt.NDArray[np.uint8]:
+    """A copy of an Arrow buffer with 8 zero bytes after it (for unaligned 8-byte reads)."""
+    import numpy as np
+
+    data = np.zeros(buffer.size + 8, dtype=np.uint8)
+    data[: buffer.size] = np.frombuffer(buffer, dtype=np.uint8)
+    return data

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -22,6 +21,7 @@ import polars as pl
 
 from sixtyfour_frames._payload_values import (
     MAX_DEPTH,
+    ColumnRejected,
     NaiveDatetimePolicy,
     RejectedValue,
     ValueEncoder,
@@ -44,15 +44,6 @@ _LAST_DAY: Final = (dt.date(9999, 12, 31) - _EPOCH.date()).days
 _LMT_END: Final = dt.datetime(1973, 1, 1)
 _DATE_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
 _RANGE_HINT: Final = "Only the years 1-9999 can be written as ISO-8601 dates; filter or clip the column."
-
-
-@dataclass(frozen=True)
-class ColumnRejected(Exception):
-    """A column has a bad value at ``position`` (0-based row number)."""
-
-    reason: str
-    position: int
-    hint: str | None = None
 
 
 def _first_true(mask: pl.Series) -> int | None:

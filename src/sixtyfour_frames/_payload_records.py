@@ -21,11 +21,18 @@ from sixtyfour_frames._payload_frames import (
     SourceTable,
     polars_available,
 )
-from sixtyfour_frames._payload_keys import KEY_LENGTH, hash_padded, key_text, record_key
+from sixtyfour_frames._payload_keys import (
+    KEY_PLACEHOLDER,
+    hash_and_stamp,
+    hash_records,
+    key_digits,
+    key_strings,
+    record_key,
+)
 from sixtyfour_frames._payload_values import (
+    ColumnRejected,
     NaiveDatetimePolicy,
-    RejectedValue,
-    ValueEncoder,
+    encode_values,
     format_string,
 )
 
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
     import polars as pl
 
 _KEY_FIELD: Final = "," + format_string(ROW_KEY) + ':"'
+_TAIL: Final = _KEY_FIELD + KEY_PLACEHOLDER + '"}'
+_TAIL_BYTES: Final = len(_TAIL.encode("utf-8"))
 CHUNK_ROWS: Final = 1 << 16
 _WORKERS: Final = 2
 
@@ -66,29 +75,12 @@ def _field_prefixes(table: SourceTable) -> list[str]:
 @contextmanager
 def _column_errors(column: SourceColumn, row_label: Callable[[int], object]) -> Iterator[None]:
     """Name the column and the row in any rejection raised while encoding ``column``."""
-    from sixtyfour_frames._payload_polars import ColumnRejected
-
     try:
         yield
     except ColumnRejected as exc:
         raise SerializationError(
             exc.reason, column=column.label, row=row_label(exc.position), hint=exc.hint
         ) from exc
-
-
-def python_fragments(values: list[Any], naive: NaiveDatetimePolicy) -> list[str]:
-    """Encode values one by one; a rejection carries the position of the first bad value."""
-    from sixtyfour_frames._payload_polars import ColumnRejected
-
-    encode = ValueEncoder(naive).encode
-    out: list[str] = []
-    append = out.append
-    try:
-        for value in values:
-            append(encode(value))
-    except RejectedValue as exc:
-        raise ColumnRejected(exc.reason, len(out), exc.hint) from exc
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,26 +93,26 @@ def _encode_with_polars(table: SourceTable, naive: NaiveDatetimePolicy) -> Recor
 
     try:
         frame, record = _record_plan(table, naive)
-        return _collect(_encoded_chunks(frame, record))
+        chunks = list(_encoded_chunks(frame, record))
+        return _collect(chunks)
     except (pl.exceptions.PanicException, pl.exceptions.PolarsError) as exc:
         raise SerializationError(f"Polars could not encode the frame: {exc}") from exc
 
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One slice of rows, encoded: every row's key, and the chunk's first-seen records."""
+    """One slice of rows, encoded: the texts as sent (keys included) and the keys."""
 
-    keys: pl.Series  # String, one per row
-    new: pl.Series  # Boolean, one per row: first occurrence of its key within the chunk
-    sent: pl.Series  # String, one per True in ``new``: the object text with the key
+    sent: Any  # Arrow string array, one per row
+    keys: Any  # Arrow string array, one per row
 
 
 def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
     """Encode ``CHUNK_ROWS`` rows at a time on worker threads, yielding chunks in order.
 
-    Polars and numpy release the GIL, so the workers run while the caller turns finished
-    chunks into Python lists; small chunks also keep every buffer reusable (large fresh
-    allocations are slow) and the peak memory bounded.
+    Polars and numpy release the GIL, so on a multi-core machine the chunks are encoded in
+    parallel; small chunks also keep every buffer small enough to be reused (fresh large
+    allocations are slow) and bound the scratch memory.
     """
     starts = range(0, frame.height, CHUNK_ROWS)
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="sixtyfour-payload") as pool:
@@ -136,98 +128,80 @@ def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
 def _encode_chunk(frame: pl.DataFrame, record: pl.Expr) -> _Chunk:
     import polars as pl
 
-    texts = frame.select(record.alias("t")).to_series()
-    keys = _keys_of(texts)
-    new = keys.is_first_distinct()
-    sent = pl.select(
-        pl.concat_str(
-            [texts.filter(new).str.head(-1), pl.lit(_KEY_FIELD), keys.filter(new), pl.lit('"}')]
-        ).alias("j")
-    ).to_series()
-    return _Chunk(keys, new, sent)
+    texts = frame.select(record.alias("text")).to_series()
+    stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.newest()), _TAIL_BYTES)
+    if stamped is None:  # an unexpected memory layout: the same keys, value by value
+        return _stamp_in_python(texts.to_list())
+    sent, digits = stamped
+    return _Chunk(sent, key_strings(digits))
 
 
-def _collect(chunks: Iterator[_Chunk]) -> Records:
-    """Concatenate the chunks' keys, keeping each record once (first-seen order)."""
-    row_keys: list[str] = []
-    unique_keys: list[str] = []
+def _stamp_in_python(texts: list[str]) -> _Chunk:
+    import pyarrow as pa
+
+    keyless = [text[: -len(_TAIL)] + "}" for text in texts]
+    keys = _python_keys(keyless)
+    sent = [with_key(text, key) for text, key in zip(keyless, keys, strict=True)]
+    return _Chunk(pa.array(sent, pa.string()), pa.array(keys, pa.string()))
+
+
+def _collect(chunks: list[_Chunk]) -> Records:
+    """Every row's key, and each distinct record once, in first-seen order."""
+    import polars as pl
+    import pyarrow as pa
+
+    keys = pl.Series("k", pa.chunked_array([chunk.keys for chunk in chunks], pa.string()))
+    row_keys = keys.to_list()
+    first = keys.is_first_distinct()
+    unique_keys = [row_keys[i] for i in first.arg_true().to_list()]
     unique_json: list[str] = []
-    seen: set[str] = set()
+    start = 0
     for chunk in chunks:
-        row_keys += chunk.keys.to_list()
-        candidates = chunk.keys.filter(chunk.new).to_list()
-        texts = chunk.sent.to_list()
-        if not seen.isdisjoint(candidates):  # a record already sent by an earlier chunk
-            fresh = [key not in seen for key in candidates]
-            candidates = [key for key, keep in zip(candidates, fresh, strict=True) if keep]
-            texts = [text for text, keep in zip(texts, fresh, strict=True) if keep]
-        seen.update(candidates)
-        unique_keys += candidates
-        unique_json += texts
+        keep = first.slice(start, len(chunk.keys))
+        unique_json += pl.Series("j", chunk.sent).filter(keep).to_list()
+        start += len(chunk.keys)
     return Records(row_keys, unique_keys, unique_json)
 
 
 def _record_plan(table: SourceTable, naive: NaiveDatetimePolicy) -> tuple[pl.DataFrame, pl.Expr]:
-    """A frame of typed and pre-encoded columns, and the expression of each record's text."""
-    import polars as pl
+    """A frame of typed and pre-encoded columns, and the expression of each sent text.
 
-    from sixtyfour_frames._payload_polars import column_fragment
+    Each text ends with the key field holding ``KEY_PLACEHOLDER``: the keys are stamped in
+    after hashing, which saves building every text twice.
+    """
+    import polars as pl
 
     work: dict[str, pl.Series] = {}
     parts: list[pl.Expr] = []
     for i, (column, prefix) in enumerate(zip(table.columns, _field_prefixes(table), strict=True)):
         name = f"c{i}"
         with _column_errors(column, table.row_label):
-            fragment = _fragment(column, name, naive, column_fragment)
-        if isinstance(fragment, pl.Series):
-            work[name] = fragment.rename(name)
-            fragment = pl.col(name)
-        else:
-            assert isinstance(column.values, pl.Series)
-            work[name] = column.values.rename(name)
+            work[name], fragment = _polars_fragment(column, name, naive)
         parts += [pl.lit(prefix), fragment]
-    parts.append(pl.lit("}"))
+    parts.append(pl.lit(_TAIL))
     return pl.DataFrame(work), pl.concat_str(parts)
 
 
-def _fragment(
-    column: SourceColumn,
-    name: str,
-    naive: NaiveDatetimePolicy,
-    column_fragment: Callable[[Any, NaiveDatetimePolicy], Any],
-) -> Any:
+def _polars_fragment(
+    column: SourceColumn, name: str, naive: NaiveDatetimePolicy
+) -> tuple[pl.Series, pl.Expr]:
+    """The Series to hold in the work frame, and the expression of its JSON texts."""
     import polars as pl
 
+    from sixtyfour_frames._payload_polars import column_fragment
+
     try:
-        if isinstance(column.values, pl.Series):
-            return column_fragment(column.values.rename(name), naive)
-        return pl.Series(name, python_fragments(column.values, naive), dtype=pl.String)
+        if not isinstance(column.values, pl.Series):
+            return pl.Series(name, encode_values(column.values, naive), pl.String), pl.col(name)
+        values = column.values.rename(name)
+        fragment = column_fragment(values, naive)
     except (pl.exceptions.PanicException, pl.exceptions.PolarsError) as exc:
         raise SerializationError(
             f"Polars could not encode this column: {exc}", column=column.label
         ) from exc
-
-
-def _keys_of(texts: pl.Series) -> pl.Series:
-    """The row key of every record text (vectorised; see ``_payload_keys``)."""
-    import numpy as np
-    import polars as pl
-    import pyarrow as pa
-
-    lengths = texts.str.len_bytes().cast(pl.Int64)
-    padding = pl.lit("\0" * 7).str.head((8 - pl.lit(lengths) % 8) % 8)
-    padded = pl.select(pl.concat_str([pl.lit(texts), padding]).alias("p")).to_series()
-    array = padded.to_arrow(compat_level=pl.CompatLevel.oldest())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    _, offset_buffer, data = array.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-    first, second = hash_padded(data, offsets, lengths.to_numpy())
-    key_bytes, key_offsets = key_text(first, second)
-    keys = pa.Array.from_buffers(
-        pa.string(), len(texts), [None, pa.py_buffer(key_offsets), pa.py_buffer(key_bytes)]
-    )
-    return pl.Series("k", keys)
+    if isinstance(fragment, pl.Series):  # some values were rendered in Python
+        return fragment.rename(name), pl.col(name)
+    return values, fragment
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +214,7 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
     for column in table.columns:
         assert isinstance(column.values, list)
         with _column_errors(column, table.row_label):
-            columns.append(python_fragments(column.values, naive))
+            columns.append(encode_values(column.values, naive))
     prefixes = _field_prefixes(table)
     texts = [
         "".join([part for pair in zip(prefixes, row, strict=True) for part in pair]) + "}"
@@ -254,16 +228,14 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
 
 
 def _python_keys(texts: list[str]) -> list[str]:
+    """The keys of record texts (without the key field), vectorised when numpy is there."""
     try:
         import numpy as np
     except ImportError:
         return [record_key(text) for text in texts]
     encoded = [text.encode("utf-8") for text in texts]
-    lengths = np.fromiter((len(data) for data in encoded), dtype=np.int64, count=len(encoded))
-    padded = b"".join(data + b"\0" * (-len(data) % 8) for data in encoded)
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(lengths + (-lengths % 8), out=offsets[1:])
-    first, second = hash_padded(padded, offsets, lengths)
-    key_bytes, _ = key_text(first, second)
-    text = key_bytes.decode("ascii")
-    return [text[i : i + KEY_LENGTH] for i in range(0, len(text), KEY_LENGTH)]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    data = np.frombuffer(b"".join(encoded) + b"\0" * 8, dtype=np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    digits = key_digits(*hash_records(data, starts, lengths))
+    return digits.view(f"S{digits.shape[1]}").ravel().astype(str).tolist()

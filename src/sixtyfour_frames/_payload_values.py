@@ -40,6 +40,29 @@ class RejectedValue(ValueError):
         self.hint = hint
 
 
+class ColumnRejected(ValueError):
+    """A column has a bad value at ``position`` (its 0-based row number)."""
+
+    def __init__(self, reason: str, position: int, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.position = position
+        self.hint = hint
+
+
+def encode_values(values: list[Any], naive: NaiveDatetimePolicy) -> list[str]:
+    """Encode a column value by value; a rejection carries the position of the bad value."""
+    encode = ValueEncoder(naive).encode
+    out: list[str] = []
+    append = out.append
+    try:
+        for value in values:
+            append(encode(value))
+    except RejectedValue as exc:
+        raise ColumnRejected(exc.reason, len(out), exc.hint) from exc
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers
 # ---------------------------------------------------------------------------------------------

@@ -137,13 +137,13 @@ class _Bar:
         else:
             from tqdm.std import tqdm as bar_class
         self._bar: Any = bar_class(total=total, desc=description, unit="row", dynamic_ncols=True)
-        self._shown = 0.0
+        self._shown = 0
 
     def show(self, snapshot: ProgressSnapshot) -> None:
-        step = snapshot.rows_done - self._shown
-        if step > 0:
-            self._bar.update(step)
-            self._shown = snapshot.rows_done
+        done = int(snapshot.rows_done)  # whole rows: "19.14/185" helps nobody
+        if done > self._shown:
+            self._bar.update(done - self._shown)
+            self._shown = done
         postfix = {"runs": runs_summary(snapshot.runs)}
         if snapshot.current_block:
             postfix["block"] = snapshot.current_block

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sixtyfour_frames._client import Client
+from sixtyfour_frames._crash import crash_point
 from sixtyfour_frames._errors import (
     AmbiguousSubmitError,
     APIError,
@@ -83,6 +84,7 @@ class Submitter:
                 raise  # not processed; the INTENT and its key stay for the next attempt
             self._ledger.mark(fingerprint, SubmissionState.FAILED_NO_RUN, error=str(error))
             raise
+        crash_point("after_response")
         return self._ledger.mark_submitted(
             fingerprint, job_id=started.job_id, already_started=started.already_started
         )

@@ -279,7 +279,18 @@ def _cmd_runs_download(args: argparse.Namespace) -> int:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from sixtyfour_frames.emulator import serve
 
-    serve(host=args.host, port=args.port, api_key=args.api_key, pace=args.pace, seed=args.seed)
+    def announce(base_url: str, api_key: str) -> None:
+        print(f"Sixtyfour emulator listening on {base_url} (Ctrl-C stops it). Point clients at it:")
+        print(f"  export {BASE_URL_ENV}={base_url} {API_KEY_ENV}={api_key}", flush=True)
+
+    serve(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        pace=args.pace,
+        seed=args.seed,
+        on_ready=announce,
+    )
     return EXIT_OK
 
 
