@@ -184,6 +184,7 @@ class EnrichJob:
         )
         self._tracker: ProgressTracker | None = None
         self._finished = False
+        self._generation = 1  # the refresh link chunks use when paying again (see _plan)
 
     # ------------------------------------------------------------ public API
 
@@ -289,8 +290,11 @@ class EnrichJob:
             chunk_rows=self.options.chunk_size,
             chunk_bytes=self.options.chunk_bytes,
         )
-        for chunk in chunks:
-            self._add_work(chunk)
+        bodies = [payload.body_bytes(list(chunk.keys)) for chunk in chunks]
+        if self._pays_again:
+            self._generation = self._refresh_generation(bodies)
+        for chunk, body in zip(chunks, bodies, strict=True):
+            self._add_work(chunk, body)
 
     def _reuse_cached(self, keys: Sequence[str]) -> set[str]:
         if not self.options.cache or self.options.refresh:
@@ -310,22 +314,49 @@ class EnrichJob:
         self.report.cached_from_runs = tuple(sorted(by_job))
         return served
 
-    def _add_work(self, chunk: Chunk) -> _Work:
-        records_json = self._payload.body_bytes(list(chunk.keys))
+    def _add_work(self, chunk: Chunk, records_json: bytes | None = None) -> _Work:
+        if records_json is None:
+            records_json = self._payload.body_bytes(list(chunk.keys))
         fp = self._fingerprint_for(records_json)
         work = _Work(chunk, records_json, fp, submission=self._ledger.submission(fp))
         self._works.append(work)
         self._classify(work)
         return work
 
+    @property
+    def _pays_again(self) -> bool:
+        """``refresh=True`` or ``cache=False``: records enriched before are paid for again."""
+        return self.options.refresh or not self.options.cache
+
     def _fingerprint_for(self, records_json: bytes) -> str:
+        if not self._pays_again:
+            return fingerprint(self._scope, records_json)
+        chain = self._refresh_chain(records_json)
+        return chain[min(self._generation, len(chain) - 1)]
+
+    def _refresh_chain(self, records_json: bytes) -> list[str]:
+        """The fingerprints this chunk's records had in the first call and in each refresh since.
+
+        Each refresh's fingerprint derives from the run it replaces, so the chain is the same in
+        every process. Every link but the last is COMPLETED; the last one is new or in flight.
+        """
         fp = fingerprint(self._scope, records_json)
-        if self.options.refresh or not self.options.cache:
-            # Walk past completed submissions of the same records: a refresh pays again, but a
-            # refresh repeated after a crash still finds its own in-flight submission.
-            while (sub := self._ledger.submission(fp)) and sub.state is SubmissionState.COMPLETED:
-                fp = fingerprint(fp, (sub.job_id or "").encode())
-        return fp
+        chain = [fp]
+        while (sub := self._ledger.submission(fp)) and sub.state is SubmissionState.COMPLETED:
+            fp = fingerprint(fp, (sub.job_id or "").encode())
+            chain.append(fp)
+        return chain
+
+    def _refresh_generation(self, bodies: Sequence[bytes]) -> int:
+        """The link of every chunk's chain this refresh uses.
+
+        A refresh pays again once: one link past the newest link that *every* chunk completed.
+        Chunks already past it were refreshed by an earlier attempt of this refresh that crashed
+        or was interrupted before the other chunks finished; they reuse that link instead of being
+        refreshed (and paid for) a third time. Walking each chunk to its own end would do that.
+        """
+        completed = [len(self._refresh_chain(body)) - 1 for body in bodies]
+        return max(1, min(completed, default=1))
 
     def _classify(self, work: _Work) -> None:
         sub = work.submission

@@ -124,9 +124,7 @@ class Payload:
         return [json.loads(text) for text in texts]
 
     def __repr__(self) -> str:
-        return (
-            f"Payload(n_rows={self.n_rows}, n_unique={self.n_unique}, columns={self.columns!r})"
-        )
+        return f"Payload(n_rows={self.n_rows}, n_unique={self.n_unique}, columns={self.columns!r})"
 
 
 def build_payload(

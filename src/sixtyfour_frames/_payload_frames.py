@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sixtyfour_frames._errors import SerializationError
 
@@ -81,7 +81,12 @@ def _frame_kind(frame: object) -> str:
 def _select(
     labels: list[Any], columns: Sequence[object] | None, rename: Mapping[Any, str] | None
 ) -> list[tuple[int, str, str]]:
-    """(position in the frame, name in the frame as text, wire name) for each payload column."""
+    """(position in the frame, name in the frame as text, wire name) for each payload column.
+
+    Labels that are not strings are sent as ``str(label)``; two payload columns that end up
+    with the same wire name (a duplicate label, ``0`` and ``"0"``, or a ``rename``) are an
+    error, never a silent overwrite.
+    """
     names = [label if isinstance(label, str) else str(label) for label in labels]
     if columns is None:
         positions = list(range(len(labels)))
@@ -93,7 +98,7 @@ def _select(
             )
         positions = [_position_of(wanted, labels, names) for wanted in columns]
     picked = [(pos, names[pos], _wire_name(labels[pos], names[pos], rename)) for pos in positions]
-    _check_unique(picked)
+    _check_unique(picked, labels)
     return picked
 
 
@@ -146,9 +151,9 @@ def _wire_name(label: object, name: str, rename: Mapping[Any, str] | None) -> st
     return wire
 
 
-def _check_unique(picked: list[tuple[int, str, str]]) -> None:
-    seen: dict[str, str] = {}
-    for _, name, wire in picked:
+def _check_unique(picked: list[tuple[int, str, str]], labels: list[Any]) -> None:
+    seen: dict[str, int] = {}
+    for position, name, wire in picked:
         if wire == ROW_KEY:
             raise SerializationError(
                 f"the name {ROW_KEY!r} is reserved for the row key",
@@ -157,13 +162,16 @@ def _check_unique(picked: list[tuple[int, str, str]]) -> None:
             )
         _check_text(wire, name)
         if wire in seen:
-            raise SerializationError(
-                f"two payload columns would both be sent as {wire!r} "
-                f"(frame columns {seen[wire]!r} and {name!r})",
-                column=name,
-                hint="Drop one, or give them distinct names with rename=.",
+            first, second = labels[seen[wire]], labels[position]
+            both = (
+                f"the frame has two columns named {first!r}"
+                if _same_label(first, second)
+                else f"frame columns {first!r} and {second!r} would both be sent as {wire!r}"
             )
-        seen[wire] = name
+            raise SerializationError(
+                both, column=name, hint="Drop one, or give them distinct names with rename=."
+            )
+        seen[wire] = position
 
 
 def _check_text(wire: str, name: str) -> None:
@@ -227,7 +235,15 @@ def _read_pandas(
         for position, name, wire in picked
     ]
     index = frame.index
-    return SourceTable(sources, len(frame), lambda position: index[position])
+    return SourceTable(sources, len(frame), lambda position: _plain(index[position]))
+
+
+def _plain(label: object) -> object:
+    """A numpy scalar label as the Python value it stands for (``20``, not ``np.int64(20)``)."""
+    item = getattr(label, "item", None)
+    if type(label).__module__ == "numpy" and callable(item):
+        return item()
+    return label
 
 
 def _pandas_values(series: pd.Series[Any], vectorised: bool) -> pl.Series | list[Any]:
@@ -235,7 +251,7 @@ def _pandas_values(series: pd.Series[Any], vectorised: bool) -> pl.Series | list
     import pandas as pd
 
     if isinstance(series.dtype, pd.SparseDtype):
-        series = series.sparse.to_dense()
+        series = cast(Any, series).sparse.to_dense()
     if vectorised:
         converted = _pandas_to_polars(series)
         if converted is not None:
@@ -248,6 +264,7 @@ _EXACT_KINDS: Final = frozenset("biufmM")  # numpy bool, int, uint, float, timed
 
 def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
     """Zero-copy where possible; None when the dtype needs the per-value encoder."""
+    import numpy as np
     import pandas as pd
     import polars as pl
     import pyarrow as pa
@@ -255,10 +272,10 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
     dtype = series.dtype
     if isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
         return None  # rejected value by value, naming the type
+    if _is_object(dtype) and pd.api.types.infer_dtype(series, skipna=True) != "string":
+        return None  # mixed values; and pyarrow would recurse without end into a cyclic list
     try:
-        if getattr(dtype, "kind", "O") in _EXACT_KINDS and not isinstance(
-            dtype, (pd.DatetimeTZDtype, pd.ArrowDtype)
-        ):
+        if isinstance(dtype, np.dtype) and dtype.kind in _EXACT_KINDS:
             return pl.Series("v", series.to_numpy(), nan_to_null=False)
         array = pa.array(series, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, UnicodeError, OverflowError):
@@ -267,14 +284,22 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
         array = array.combine_chunks()
     if pa.types.is_dictionary(array.type):  # a categorical: its values, ints staying ints
         array = array.dictionary_decode()
-    if dtype == object and not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if _is_object(dtype) and not (
+        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    ):
         return None  # an object column is typed only when it is all text
     if _needs_python(array.type):
         return None
     try:
         return pl.Series("v", array)
-    except Exception:  # noqa: BLE001 - any type Polars cannot hold goes value by value
+    except Exception:  # any type Polars cannot hold goes value by value
         return None
+
+
+def _is_object(dtype: object) -> bool:
+    import numpy as np
+
+    return isinstance(dtype, np.dtype) and dtype.kind == "O"
 
 
 def _needs_python(arrow_type: Any) -> bool:

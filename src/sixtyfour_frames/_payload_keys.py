@@ -23,6 +23,7 @@ letter so that no CSV reader takes it for a number.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -186,36 +187,47 @@ def _mix_inplace(values: U64, scratch: U64) -> U64:
     return values
 
 
-_HEX: Final = b"0123456789abcdef"
+def key_hex(first: U64, second: U64) -> npt.NDArray[np.uint8]:
+    """The 20 hex digits of each key (without the leading ``k``), as an (n, 24) byte array.
 
-
-def key_digits(first: U64, second: U64) -> npt.NDArray[np.uint8]:
-    """The keys as an (n, ``KEY_LENGTH``) array of ASCII bytes."""
+    Columns 20-23 are padding, so that each row can be read as three 8-byte words.
+    """
     import numpy as np
 
     count = first.size
-    table = np.frombuffer(_HEX, dtype=np.uint8)
-    digits = np.empty((count, KEY_LENGTH), dtype=np.uint8)
-    digits[:, 0] = ord("k")
-    high = first.astype(">u8").view(np.uint8).reshape(count, 8)  # most significant byte first
-    digits[:, 1:17:2] = table[high >> 4]
-    digits[:, 2:17:2] = table[high & 15]
-    low = (second >> np.uint64(48)).astype(">u2").view(np.uint8).reshape(count, 2)
-    digits[:, 17:21:2] = table[low >> 4]
-    digits[:, 18:21:2] = table[low & 15]
+    digits = np.zeros((count, 24), dtype=np.uint8)
+    high = first.astype(">u8").tobytes().hex().encode("ascii")  # most significant digit first
+    low = (second >> np.uint64(48)).astype(">u2").tobytes().hex().encode("ascii")
+    digits[:, :16] = np.frombuffer(high, dtype=np.uint8).reshape(count, 16)
+    digits[:, 16:20] = np.frombuffer(low, dtype=np.uint8).reshape(count, 4)
     return digits
 
 
-def key_strings(digits: npt.NDArray[np.uint8]) -> Any:
-    """An Arrow string array of the keys in ``digits``."""
+def key_strings(hex_digits: npt.NDArray[np.uint8]) -> Any:
+    """An Arrow string array of the keys (``"k"`` + 20 hex digits) from :func:`key_hex`."""
     import numpy as np
     import pyarrow as pa
 
-    count = digits.shape[0]
+    count = hex_digits.shape[0]
+    text = np.empty((count, KEY_LENGTH), dtype=np.uint8)
+    text[:, 0] = ord("k")
+    text[:, 1:] = hex_digits[:, :20]
     offsets = np.arange(0, (count + 1) * KEY_LENGTH, KEY_LENGTH, dtype=np.int32)
     return pa.Array.from_buffers(
-        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())]
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
     )
+
+
+def keys_of_texts(texts: list[bytes]) -> list[str]:
+    """The keys of encoded record texts (each without its key field), vectorised."""
+    import numpy as np
+
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    data = np.frombuffer(b"".join(texts) + b"\0" * 8, dtype=np.uint8)
+    starts = np.cumsum(lengths) - lengths
+    hex_digits = key_hex(*hash_records(data, starts, lengths))
+    flat = hex_digits[:, :20].tobytes().decode("ascii")
+    return ["k" + flat[i : i + 20] for i in range(0, len(flat), 20)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,12 +237,13 @@ def key_strings(digits: npt.NDArray[np.uint8]) -> Any:
 _VIEW: Final = [("size", "<i4"), ("prefix", "<u4"), ("buffer", "<i4"), ("offset", "<i4")]
 
 
-def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8]] | None:
+def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U64] | None:
     """Key the records of a ``string_view`` array whose texts end with the key placeholder.
 
     Each text is the sent object with ``KEY_PLACEHOLDER`` in place of its key, followed by
     ``"}`` (``tail`` bytes from the ``,`` that opens the key field to the end). Returns the
-    same texts with their keys written in (a copy) and the keys' digits; None when the array
+    same texts with their keys written in (a copy), the keys' hex digits (see
+    :func:`key_hex`) and their first lane (to find duplicates cheaply); None when the array
     is not laid out as expected, so that the caller can take the slow path.
     """
     import numpy as np
@@ -243,33 +256,54 @@ def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8]] |
     if (sizes <= max(12, tail)).any():
         return None  # a text stored inside its view, or without the key field
     starts = views["offset"].astype(np.int64)
-    owner = views["buffer"]
     buffers = [_writable(buffer) for buffer in array.buffers()[2:]]
+    groups = _rows_by_buffer(views["buffer"], len(buffers))
     first = np.empty(len(array), np.uint64)
     second = np.empty(len(array), np.uint64)
-    for number, data in enumerate(buffers):
-        rows = np.flatnonzero(owner == number)
-        if rows.size:
-            lanes = hash_records(data, starts[rows], sizes[rows] - tail + 1)
-            first[rows], second[rows] = lanes
-    digits = key_digits(first, second)
-    key_at = sizes - 2 - KEY_LENGTH  # the key's first byte, from the text's start
-    for number, data in enumerate(buffers):
-        rows = np.flatnonzero(owner == number)
-        where = (starts[rows] + key_at[rows])[:, None] + np.arange(KEY_LENGTH)
-        data[where] = digits[rows]
+    for number, rows in groups:
+        lanes = hash_records(buffers[number], starts[rows], sizes[rows] - tail + 1)
+        first[rows], second[rows] = lanes
+    hex_digits = key_hex(first, second)
+    key_at = starts + sizes - 2 - (KEY_LENGTH - 1)  # the first hex digit, after the "k"
+    for number, rows in groups:
+        _stamp(buffers[number], key_at[rows], hex_digits[rows])
     stamped = pa.Array.from_buffers(
         pa.string_view(),
         len(array),
         [None, array.buffers()[1], *(pa.py_buffer(data[:-8]) for data in buffers)],
     )
-    return stamped, digits
+    return stamped, hex_digits, first
+
+
+def _rows_by_buffer(owner: Any, count: int) -> list[tuple[int, Any]]:
+    """The rows stored in each data buffer: slices when (as usual) they come in runs."""
+    import numpy as np
+
+    changes = np.flatnonzero(np.diff(owner)) + 1
+    bounds = [0, *changes.tolist(), owner.size]
+    runs = [(int(owner[start]), slice(start, stop)) for start, stop in pairwise(bounds)]
+    if len({number for number, _ in runs}) == len(runs):
+        return runs
+    return [(number, np.flatnonzero(owner == number)) for number in range(count)]
+
+
+def _stamp(data: npt.NDArray[np.uint8], where: I64, hex_digits: npt.NDArray[np.uint8]) -> None:
+    """Write 20 hex digits at each byte offset in ``where``: two 8-byte and one 4-byte store."""
+    import numpy as np
+
+    words = hex_digits.view("<u8")  # (n, 3): digits 0-7, 8-15, 16-19 + padding
+    at_8 = np.ndarray(shape=(data.size - 7,), dtype="<u8", buffer=data, strides=(1,))
+    at_4 = np.ndarray(shape=(data.size - 3,), dtype="<u4", buffer=data, strides=(1,))
+    at_8[where] = words[:, 0]
+    at_8[where + 8] = words[:, 1]
+    at_4[where + 16] = hex_digits[:, 16:20].copy().view("<u4")[:, 0]
 
 
 def _writable(buffer: Any) -> npt.NDArray[np.uint8]:
     """A copy of an Arrow buffer with 8 zero bytes after it (for unaligned 8-byte reads)."""
     import numpy as np
 
-    data = np.zeros(buffer.size + 8, dtype=np.uint8)
+    data = np.empty(buffer.size + 8, dtype=np.uint8)
     data[: buffer.size] = np.frombuffer(buffer, dtype=np.uint8)
+    data[buffer.size :] = 0
     return data

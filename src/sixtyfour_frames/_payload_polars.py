@@ -20,7 +20,10 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from sixtyfour_frames._payload_values import (
+    INFINITY_HINT,
     MAX_DEPTH,
+    NAIVE_HINT,
+    NAIVE_REASON,
     ColumnRejected,
     NaiveDatetimePolicy,
     RejectedValue,
@@ -43,7 +46,9 @@ _LAST_DAY: Final = (dt.date(9999, 12, 31) - _EPOCH.date()).days
 # Local mean time (offsets with seconds) ended everywhere before 1973 (Africa/Monrovia, 1972).
 _LMT_END: Final = dt.datetime(1973, 1, 1)
 _DATE_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
-_RANGE_HINT: Final = "Only the years 1-9999 can be written as ISO-8601 dates; filter or clip the column."
+_RANGE_HINT: Final = (
+    "Only the years 1-9999 can be written as ISO-8601 dates; filter or clip the column."
+)
 
 
 def _first_true(mask: pl.Series) -> int | None:
@@ -98,7 +103,7 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
     if isinstance(dtype, pl.Datetime):
         return _datetime_fragment(series, naive)
     if isinstance(dtype, pl.Duration):
-        return _duration_fragment(col, dtype.time_unit or "us")
+        return _duration_fragment(col, dtype.time_unit)
     if dtype == pl.Time:
         return _time_fragment(series)
     if isinstance(dtype, pl.Decimal):
@@ -107,7 +112,8 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
         _reject_first(
             series.is_not_null(),
             "bytes cannot be sent as JSON text",
-            "Decode the bytes to text first (e.g. .bin.decode('base64') or .cast(pl.String)).",
+            "Decode the bytes to text first (.cast(pl.String) for UTF-8), or base64-encode "
+            "them (.bin.encode('base64')).",
         )
         return _all_null(col)
     if isinstance(dtype, (pl.List, pl.Array, pl.Struct)) or dtype == pl.Object:
@@ -122,11 +128,7 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
 
 def _float_fragment(series: pl.Series) -> pl.Expr | pl.Series:
     values = series if series.dtype in (pl.Float32, pl.Float64) else series.cast(pl.Float32)
-    _reject_first(
-        values.is_infinite(),
-        "infinity is not valid JSON",
-        "Replace infinities before sending (e.g. with null or a large finite number).",
-    )
+    _reject_first(values.is_infinite(), "infinity is not valid JSON", INFINITY_HINT)
     text = pl.col(series.name).cast(values.dtype).fill_nan(None).cast(pl.String).fill_null("null")
     odd = _repr_mismatches(values)
     if odd is None:
@@ -147,7 +149,7 @@ def _repr_mismatches(values: pl.Series) -> pl.Series | None:
     odd = (magnitude < 1e-4) & (values != 0)
     if values.dtype == pl.Float32:
         odd = odd | (magnitude >= 1e12)
-    odd = odd.fill_null(False)
+    odd = (odd & values.is_not_nan()).fill_null(False)  # Polars sorts NaN above every number
     if not odd.any():
         return None
     return odd.arg_true()
@@ -159,8 +161,9 @@ def _repr_mismatches(values: pl.Series) -> pl.Series | None:
 
 
 def _ticks(moment: dt.datetime, unit: str) -> int:
-    """``moment`` (naive, UTC) as a count of ``unit`` since the epoch."""
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1) * 1000 // _UNIT_NANOS[unit]
+    """``moment`` (naive, UTC) as a count of ``unit`` since the epoch, clipped to Int64."""
+    ticks = (moment - _EPOCH) // dt.timedelta(microseconds=1) * 1000 // _UNIT_NANOS[unit]
+    return min(max(ticks, -(2**63)), 2**63 - 1)
 
 
 def _check_instant_range(physical: pl.Series, unit: str) -> None:
@@ -179,12 +182,7 @@ def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr
     col = pl.col(series.name)
     if dtype.time_zone is None:
         if naive != "utc":
-            _reject_first(
-                series.is_not_null(),
-                "naive datetime (no time zone) is ambiguous",
-                "Localize the column (e.g. dt.replace_time_zone('UTC')), or pass "
-                "naive_datetimes='utc' to send naive values as UTC.",
-            )
+            _reject_first(series.is_not_null(), NAIVE_REASON, NAIVE_HINT)
         col = col.dt.replace_time_zone("UTC")
     text = _quoted(_strftime_with_nanos(col, physical, unit, f"{_DATE_FORMAT}%.6f%:z"))
     lmt_rows = _lmt_rows(series, physical, unit, dtype.time_zone)
@@ -273,7 +271,7 @@ def python_fragments(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Series
     return pl.Series(series.name, out, dtype=pl.String)
 
 
-def _nested_plan(  # noqa: C901 - one branch per dtype family
+def _nested_plan(
     dtype: Any, generic: ValueEncoder, naive: NaiveDatetimePolicy, depth: int
 ) -> tuple[Any, LeafEncoder]:
     """(dtype to cast to before ``to_list``, encoder of one value of that dtype)."""
@@ -291,10 +289,10 @@ def _nested_plan(  # noqa: C901 - one branch per dtype family
     if dtype in (pl.Float32, pl.Float16):
         return pl.String, _float32_text_encoder
     if isinstance(dtype, pl.Datetime):
-        unit, zone = dtype.time_unit or "us", dtype.time_zone
+        unit, zone = dtype.time_unit, dtype.time_zone
         return pl.Int64, _nullable(lambda v: _render_instant(v, unit, zone, naive))
     if isinstance(dtype, pl.Duration):
-        factor = _UNIT_NANOS[dtype.time_unit or "us"]
+        factor = _UNIT_NANOS[dtype.time_unit]
         return pl.Int64, _nullable(lambda v: format_duration_nanos(v * factor))
     if dtype == pl.Time:
         return pl.Int64, _nullable(_render_time_nanos)
@@ -322,7 +320,9 @@ def _struct_encoder(fields: list[tuple[str, LeafEncoder]], generic: ValueEncoder
         if value is None:
             return "null"
         level = generic.enter(depth)
-        parts = [key + enc(value[name], level) for key, (name, enc) in zip(keys, fields, strict=True)]
+        parts = [
+            key + enc(value[name], level) for key, (name, enc) in zip(keys, fields, strict=True)
+        ]
         return "{" + ",".join(parts) + "}"
 
     return encode
@@ -333,10 +333,7 @@ def _float32_text_encoder(value: Any, depth: int) -> str:
     if value is None or value.lstrip("-").lower() == "nan":
         return "null"
     if "inf" in value.lower():
-        raise RejectedValue(
-            "infinity is not valid JSON",
-            "Replace infinities before sending (e.g. with null or a large finite number).",
-        )
+        raise RejectedValue("infinity is not valid JSON", INFINITY_HINT)
     return format_float32_text(value)
 
 

@@ -24,9 +24,8 @@ from sixtyfour_frames._payload_frames import (
 from sixtyfour_frames._payload_keys import (
     KEY_PLACEHOLDER,
     hash_and_stamp,
-    hash_records,
-    key_digits,
     key_strings,
+    keys_of_texts,
     record_key,
 )
 from sixtyfour_frames._payload_values import (
@@ -105,6 +104,7 @@ class _Chunk:
 
     sent: Any  # Arrow string array, one per row
     keys: Any  # Arrow string array, one per row
+    lane: Any  # numpy uint64, one per row: equal keys have equal lanes
 
 
 def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
@@ -132,8 +132,8 @@ def _encode_chunk(frame: pl.DataFrame, record: pl.Expr) -> _Chunk:
     stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.newest()), _TAIL_BYTES)
     if stamped is None:  # an unexpected memory layout: the same keys, value by value
         return _stamp_in_python(texts.to_list())
-    sent, digits = stamped
-    return _Chunk(sent, key_strings(digits))
+    sent, hex_digits, lane = stamped
+    return _Chunk(sent, key_strings(hex_digits), lane)
 
 
 def _stamp_in_python(texts: list[str]) -> _Chunk:
@@ -142,7 +142,8 @@ def _stamp_in_python(texts: list[str]) -> _Chunk:
     keyless = [text[: -len(_TAIL)] + "}" for text in texts]
     keys = _python_keys(keyless)
     sent = [with_key(text, key) for text, key in zip(keyless, keys, strict=True)]
-    return _Chunk(pa.array(sent, pa.string()), pa.array(keys, pa.string()))
+    lane = [int(key[1:17], 16) for key in keys]
+    return _Chunk(pa.array(sent, pa.string()), pa.array(keys, pa.string()), lane)
 
 
 def _collect(chunks: list[_Chunk]) -> Records:
@@ -152,15 +153,27 @@ def _collect(chunks: list[_Chunk]) -> Records:
 
     keys = pl.Series("k", pa.chunked_array([chunk.keys for chunk in chunks], pa.string()))
     row_keys = keys.to_list()
+    lanes = pl.concat([pl.Series("h", chunk.lane, pl.UInt64) for chunk in chunks])
+    if lanes.n_unique() == len(row_keys):  # the usual case: no two rows alike
+        return Records(row_keys, list(row_keys), _texts(chunks, None))
     first = keys.is_first_distinct()
     unique_keys = [row_keys[i] for i in first.arg_true().to_list()]
-    unique_json: list[str] = []
+    return Records(row_keys, unique_keys, _texts(chunks, first))
+
+
+def _texts(chunks: list[_Chunk], keep: pl.Series | None) -> list[str]:
+    """The sent texts of the rows in ``keep`` (all rows when None), chunk by chunk."""
+    import polars as pl
+
+    texts: list[str] = []
     start = 0
     for chunk in chunks:
-        keep = first.slice(start, len(chunk.keys))
-        unique_json += pl.Series("j", chunk.sent).filter(keep).to_list()
+        sent = pl.Series("j", chunk.sent)
+        if keep is not None:
+            sent = sent.filter(keep.slice(start, len(sent)))
+        texts += sent.to_list()
         start += len(chunk.keys)
-    return Records(row_keys, unique_keys, unique_json)
+    return texts
 
 
 def _record_plan(table: SourceTable, naive: NaiveDatetimePolicy) -> tuple[pl.DataFrame, pl.Expr]:
@@ -230,12 +243,7 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
 def _python_keys(texts: list[str]) -> list[str]:
     """The keys of record texts (without the key field), vectorised when numpy is there."""
     try:
-        import numpy as np
+        import numpy  # noqa: F401
     except ImportError:
         return [record_key(text) for text in texts]
-    encoded = [text.encode("utf-8") for text in texts]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    data = np.frombuffer(b"".join(encoded) + b"\0" * 8, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    digits = key_digits(*hash_records(data, starts, lengths))
-    return digits.view(f"S{digits.shape[1]}").ravel().astype(str).tolist()
+    return keys_of_texts([text.encode("utf-8") for text in texts])

@@ -15,7 +15,7 @@ import datetime as dt
 import decimal
 import math
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # C-accelerated
+from json.encoder import encode_basestring  # C-accelerated
 from typing import Any, Final, Literal
 
 NaiveDatetimePolicy = Literal["raise", "utc"]
@@ -23,11 +23,15 @@ NaiveDatetimePolicy = Literal["raise", "utc"]
 MAX_DEPTH: Final = 32
 """Nesting limit for lists, dicts and structs (deeper values are rejected, cycles included)."""
 
-_BYTES_HINT: Final = "Decode the bytes to text first (e.g. .decode('utf-8')), or base64-encode them."
-_NAIVE_HINT: Final = (
-    "Localize the column (e.g. tz_localize / dt.replace_time_zone), or pass "
-    "naive_datetimes='utc' to send naive values as UTC."
+_BYTES_HINT: Final = (
+    "Decode the bytes to text first (e.g. .decode('utf-8')), or base64-encode them."
 )
+NAIVE_HINT: Final = (
+    "Give the column a time zone (pandas: .dt.tz_localize('UTC'), Polars: "
+    ".dt.replace_time_zone('UTC')), or pass naive_datetimes='utc' to send naive values as UTC."
+)
+INFINITY_HINT: Final = "Replace infinities before sending (e.g. with null or a large finite number)."
+NAIVE_REASON: Final = "naive datetime (no time zone) is ambiguous"
 _OBJECT_HINT: Final = "Convert the column to str, a number, a date or a list/dict first."
 
 
@@ -73,10 +77,7 @@ def format_float64(value: float) -> str:
     if math.isnan(value):
         return "null"
     if math.isinf(value):
-        raise RejectedValue(
-            f"{value!r} is not valid JSON",
-            "Replace infinities before sending (e.g. with null or a large finite number).",
-        )
+        raise RejectedValue("infinity is not valid JSON", INFINITY_HINT)
     return float.__repr__(value)
 
 
@@ -168,7 +169,7 @@ def format_datetime(value: dt.datetime, naive: NaiveDatetimePolicy, nanos: int =
     offset = value.utcoffset()
     if offset is None:
         if naive != "utc":
-            raise RejectedValue("naive datetime (no time zone) is ambiguous", _NAIVE_HINT)
+            raise RejectedValue(NAIVE_REASON, NAIVE_HINT)
         offset = dt.timedelta(0)
     return f'"{value.date().isoformat()}T{format_wall_time(value, nanos)}{format_offset(offset)}"'
 
@@ -312,9 +313,7 @@ class ValueEncoder:
             return self._sequence(value, depth)
         if type(value).__module__ == "numpy":
             return self._numpy(value, depth)
-        raise RejectedValue(
-            f"values of type {_type_name(value)} have no JSON form", _OBJECT_HINT
-        )
+        raise RejectedValue(f"values of type {_type_name(value)} have no JSON form", _OBJECT_HINT)
 
     def _numpy(self, value: Any, depth: int) -> str:
         import numpy as np

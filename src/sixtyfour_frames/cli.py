@@ -72,22 +72,34 @@ def _maybe_emulator(wanted: bool) -> Iterator[None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--emulator", action="store_true", help="run against a fresh local emulator"
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress lines (INFO)")
     parser = argparse.ArgumentParser(
         prog="sixtyfour-frames",
         description="Enrich CSV/Parquet/NDJSON files with Sixtyfour workflows; manage runs.",
-        parents=[common],
+        parents=[_global_flags(default=False)],
     )
+    # The subcommands accept the same flags; SUPPRESS keeps a flag given before the subcommand
+    # from being reset by the subcommand's own default.
+    common = _global_flags(default=argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_enrich(commands, common)
     _add_runs(commands, common)
     _add_emulator(commands, common)
     _add_demo(commands, common)
     return parser
+
+
+def _global_flags(*, default: Any) -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "--emulator",
+        action="store_true",
+        default=default,
+        help="run against a fresh local emulator",
+    )
+    flags.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="log progress lines (INFO)"
+    )
+    return flags
 
 
 def _add_enrich(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -1,0 +1,266 @@
+"""Case 4: peak memory (RSS growth) of an enrich call, over the payload's size in bytes.
+
+Each measurement runs in a fresh child process (this file with ``--child``), so that nothing the
+parent allocated counts. The child builds its frame (and, for the pipeline, the result CSV)
+first, then resets the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``, Linux), reads
+its RSS, runs the measured call and reads ``ru_maxrss``: the growth is the peak during the call
+minus the RSS before it. Where the peak cannot be reset, the growth is ``ru_maxrss`` after minus
+``ru_maxrss`` before, which can only under-state it (the table says so).
+
+Two measurements, each for the pandas and the Polars frame:
+
+* **enrich**: ``sixtyfour_frames.enrich`` against the emulator (pace 0, in its own child
+  process so that its memory is not counted), default chunking (5,000 records) and concurrency.
+  The emulator builds every run's output in Python and takes about 4–5 minutes for 1,000,000
+  rows on a 2-CPU machine, so this runs at most :data:`ENRICH_MAX_ROWS` rows (≈ 1 minute);
+* **payload + join**: the same work without HTTP, at the full size: ``build_payload`` →
+  ``body_bytes`` of every record → ``parse_result`` of the whole result CSV → ``join_results``.
+
+The ratio is RSS growth ÷ the payload's size (the bytes of every record sent, as JSON).
+Goal: ≤ 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    BENCH_DIR,
+    Goal,
+    fmt_bytes,
+    fmt_ratio,
+    fmt_rows,
+    fmt_seconds,
+    make_pandas,
+    print_goals,
+    print_table,
+    subheading,
+    to_polars,
+)
+
+CASE = "4. peak memory"
+ENRICH_MAX_ROWS = 200_000
+MAX_GROWTH_RATIO = 2.0
+POLL = 0.02
+KINDS = ("pandas", "polars")
+
+
+# ---------------------------------------------------------------------------------------------
+# The child
+# ---------------------------------------------------------------------------------------------
+
+
+def _maxrss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def _rss_bytes() -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found.group(1)) * 1024 if found else None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _frame(kind: str, n_rows: int) -> Any:
+    frame = make_pandas(n_rows)
+    return to_polars(frame) if kind == "polars" else frame
+
+
+def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
+    import sixtyfour_frames as sf
+    from sixtyfour_frames._ledger import Ledger
+    from sixtyfour_frames._payload import build_payload
+    from sixtyfour_frames.emulator import Emulator
+
+    frame = _frame(kind, n_rows)
+    with (
+        Emulator(mode="subprocess") as emu,
+        tempfile.TemporaryDirectory(prefix="sf-bench-") as home,
+        Ledger(Path(home) / "ledger") as ledger,
+        sf.Client(api_key=emu.api_key, base_url=emu.base_url) as client,
+    ):
+        workflow = Emulator.workflow_id("company_enrichment")
+        gc.collect()
+        reset = _reset_peak()
+        before = _rss_bytes() if reset else None
+        peak_before = _maxrss_bytes()
+        started = time.perf_counter()
+        out = sf.enrich(frame, workflow, client=client, ledger=ledger, progress=False, poll=POLL)
+        seconds = time.perf_counter() - started
+        peak = _maxrss_bytes()
+        runs = emu.ledger()["runs_created"]
+    rows_out = len(out)
+    del out
+    gc.collect()
+    payload = build_payload(frame)
+    payload_bytes = len(payload.body_bytes(payload.unique_keys))
+    return {
+        "reset": reset,
+        "before": before if before is not None else peak_before,
+        "peak": peak,
+        "payload_bytes": payload_bytes,
+        "seconds": seconds,
+        "runs": runs,
+        "rows_out": rows_out,
+    }
+
+
+def child_pipeline(kind: str, n_rows: int) -> dict[str, Any]:
+    from case_results import result_csv, result_table
+
+    from sixtyfour_frames._join import join_results
+    from sixtyfour_frames._payload import build_payload
+    from sixtyfour_frames._results import parse_result
+
+    frame = _frame(kind, n_rows)
+    keys = build_payload(frame).row_keys
+    data = result_csv(result_table(to_polars(frame) if kind == "pandas" else frame, keys))
+    del keys
+    gc.collect()
+    reset = _reset_peak()
+    before = _rss_bytes() if reset else None
+    peak_before = _maxrss_bytes()
+    started = time.perf_counter()
+    payload = build_payload(frame)
+    body = payload.body_bytes(payload.unique_keys)
+    table = parse_result(data, "csv")
+    joined, _ = join_results(frame, table, row_keys=payload.row_keys, sent_columns=payload.columns)
+    seconds = time.perf_counter() - started
+    peak = _maxrss_bytes()
+    return {
+        "reset": reset,
+        "before": before if before is not None else peak_before,
+        "peak": peak,
+        "payload_bytes": len(body),
+        "seconds": seconds,
+        "runs": 0,
+        "rows_out": len(joined),
+    }
+
+
+def child_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", choices=("enrich", "pipeline"), required=True)
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--rows", type=int, required=True)
+    args = parser.parse_args(argv)
+    measure = child_enrich if args.child == "enrich" else child_pipeline
+    print(json.dumps(measure(args.kind, args.rows)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    kind: str
+    n_rows: int
+    reset: bool
+    before: int
+    peak: int
+    payload_bytes: int
+    seconds: float
+    runs: int
+
+    @property
+    def growth(self) -> int:
+        return max(0, self.peak - self.before)
+
+    @property
+    def ratio(self) -> float:
+        return self.growth / self.payload_bytes
+
+
+def measure(what: str, label: str, kind: str, n_rows: int) -> Measurement:
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "case_memory.py"),
+        f"--child={what}",
+        f"--kind={kind}",
+        f"--rows={n_rows}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {what} child failed:\n{done.stderr}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measurement(
+        label=label,
+        kind=kind,
+        n_rows=n_rows,
+        reset=bool(data["reset"]),
+        before=int(data["before"]),
+        peak=int(data["peak"]),
+        payload_bytes=int(data["payload_bytes"]),
+        seconds=float(data["seconds"]),
+        runs=int(data["runs"]),
+    )
+
+
+def run(sizes: Sequence[int]) -> list[Goal]:
+    n_max = max(sizes)
+    n_enrich = min(n_max, ENRICH_MAX_ROWS)
+    results = [
+        measure("enrich", f"enrich against the emulator, {kind}", kind, n_enrich) for kind in KINDS
+    ] + [measure("pipeline", f"payload + parse + join, {kind}", kind, n_max) for kind in KINDS]
+    subheading(f"{CASE} — RSS growth during the call ÷ the payload's bytes")
+    rows = [
+        [
+            m.label,
+            fmt_rows(m.n_rows),
+            fmt_bytes(m.payload_bytes),
+            fmt_bytes(m.before),
+            fmt_bytes(m.peak),
+            fmt_bytes(m.growth) + ("" if m.reset else " (≥)"),
+            fmt_ratio(m.ratio),
+            fmt_seconds(m.seconds),
+        ]
+        for m in results
+    ]
+    header = ["call", "rows", "payload", "RSS before", "peak RSS", "growth", "÷ payload", "time"]
+    print_table(header, rows)
+    if n_enrich < n_max:
+        print(
+            f"\n  enrich measured at {fmt_rows(n_enrich)}, not {fmt_rows(n_max)}: the emulator "
+            "takes minutes for 1,000,000 rows (see the module docstring)."
+        )
+    if not all(m.reset for m in results):
+        print("\n  (≥): the peak RSS mark could not be reset, so the growth is a lower bound.")
+    goals = [
+        Goal(CASE, f"{m.label}, {fmt_rows(m.n_rows)}: RSS growth ÷ payload bytes", m.ratio, MAX_GROWTH_RATIO)
+        for m in results
+    ]
+    print_goals(goals)
+    return goals
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))
