@@ -75,7 +75,7 @@ def make_pandas(n_rows: int, *, seed: int = 0) -> pd.DataFrame:
         {
             # pandas infers its default string dtype (``str`` on pandas 3, ``object`` before).
             "company_name": pd.Series(company.tolist()),
-            "segment": pd.Categorical.from_codes(segment_codes, categories=list(SEGMENTS)),
+            "segment": pd.Categorical.from_codes(segment_codes, categories=pd.Index(SEGMENTS)),
             "account_id": np.arange(n_rows, dtype=np.int64) * 7_919 + 1_000_000_000,
             "score": score,
             "updated_at": pd.Series(updated).dt.tz_localize("UTC").dt.tz_convert(ZONE),
@@ -299,11 +299,21 @@ def _git_revision() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
+def load_average() -> str:
+    """The machine's load, to judge how noisy the figures are (other processes share the CPUs)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average: unknown"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"
+
+
 def environment() -> list[str]:
     import sixtyfour_frames
 
     cpu = platform.processor() or platform.machine()
     return [
+        f"at the start: {load_average()}",
         f"sixtyfour_frames {sixtyfour_frames.__version__} at {_git_revision()}",
         f"Python {platform.python_version()} ({sys.implementation.name}), {platform.system()} "
         f"{platform.release()}, {cpu}, {os.cpu_count()} CPUs",

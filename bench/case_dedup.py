@@ -122,9 +122,7 @@ def run_size(n_rows: int) -> list[Goal]:
         ]
         for c in calls
     ]
-    rows.append(
-        ["baseline: every row sent (no dedup, no cache)", fmt_int(len(frame))] + [""] * 5
-    )
+    rows.append(["baseline: every row sent (no dedup, no cache)", fmt_int(len(frame))] + [""] * 5)
     rows[-1][2] = fmt_int(len(frame))
     rows[-1][4] = "100%"
     print_table(
@@ -138,7 +136,9 @@ def run_size(n_rows: int) -> list[Goal]:
             first.charged / distinct,
             1.0,
         ),
-        Goal(CASE, f"{fmt_rows(len(frame))}: rows charged on re-run", rerun.charged, 0, unit="rows"),
+        Goal(
+            CASE, f"{fmt_rows(len(frame))}: rows charged on re-run", rerun.charged, 0, unit="rows"
+        ),
         Goal(
             CASE,
             f"{fmt_rows(len(frame))}: rows charged on re-run as Polars",

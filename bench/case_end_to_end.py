@@ -90,6 +90,7 @@ class Outcome:
     server_span: float  # first run queued → last run completed
     requests: dict[str, int]
     store_delays: list[float]
+    refill_delays: list[float]  # a run completed → the POST that took its slot was received
     last_to_return: float
     rows_out: int
     timings: dict[str, float]
@@ -142,6 +143,12 @@ def measure(label: str, poll: PollSchedule | float | None) -> Outcome:
     completed = {s.run_id: _epoch(s.completed_at) for s in statuses}
     delays = [ledger.stored_at[job_id] - done for job_id, done in completed.items()]
     requests = {route: count for route, count in books["requests"].items() if count}
+    # The k-th completion frees the slot that the (k + concurrency)-th POST takes.
+    finishes = sorted(completed.values())
+    arrivals = sorted(post.time for post in posts)
+    refills = [
+        arrival - finish for finish, arrival in zip(finishes, arrivals[CONCURRENCY:], strict=False)
+    ]
     return Outcome(
         label=label,
         wall=wall,
@@ -153,6 +160,7 @@ def measure(label: str, poll: PollSchedule | float | None) -> Outcome:
         server_span=max(completed.values()) - min(run.queued_at for run in runs),
         requests=requests,
         store_delays=delays,
+        refill_delays=refills,
         last_to_return=returned_wall - max(completed.values()),
         rows_out=len(out),
         timings=dict(job.report.timings),
@@ -185,7 +193,10 @@ def run(quick: bool) -> list[Goal]:
             "emulator processing time (Σ run durations ÷ concurrency)",
             lambda o: fmt_seconds(o.processing),
         ),
-        ("  check: pace × rows × blocks ÷ concurrency", lambda o: fmt_seconds(o.processing_by_pace)),
+        (
+            "  check: pace × rows × blocks ÷ concurrency",
+            lambda o: fmt_seconds(o.processing_by_pace),
+        ),
         ("wall ÷ processing time (goal ≤ 1.10)", lambda o: fmt_ratio(o.ratio)),
         ("call start → first POST received", lambda o: fmt_seconds(o.first_post)),
         ("server span (first run queued → last completed)", lambda o: fmt_seconds(o.server_span)),
@@ -194,6 +205,10 @@ def run(quick: bool) -> list[Goal]:
         (
             "run completed on server → rows stored (median / max)",
             lambda o: _delays(o.store_delays),
+        ),
+        (
+            "run completed → next chunk's POST received (median / max)",
+            lambda o: _delays(o.refill_delays),
         ),
         ("last run completed → enrich() returned", lambda o: fmt_seconds(o.last_to_return)),
         (

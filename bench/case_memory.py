@@ -3,9 +3,13 @@
 Each measurement runs in a fresh child process (this file with ``--child``), so that nothing the
 parent allocated counts. The child builds its frame (and, for the pipeline, the result CSV)
 first, then resets the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``, Linux), reads
-its RSS, runs the measured call and reads ``ru_maxrss``: the growth is the peak during the call
-minus the RSS before it. Where the peak cannot be reset, the growth is ``ru_maxrss`` after minus
-``ru_maxrss`` before, which can only under-state it (the table says so).
+its RSS, runs the measured call and reads the peak again: the growth is the peak during the call
+minus the RSS before it. On Linux the peak is read as ``VmHWM`` from ``/proc/self/status``, the
+process's own high-water mark: ``ru_maxrss`` is the same mark but also keeps the peak of the
+process image before ``exec`` (a forked copy of the parent, hundreds of MB here) and of exited
+threads, neither of which ``clear_refs`` resets. Where the peak cannot be reset (not Linux), the
+growth is ``ru_maxrss`` after minus ``ru_maxrss`` before, which can only under-state it (the
+table marks it ``≥``).
 
 Two measurements, each for the pandas and the Polars frame:
 
@@ -14,7 +18,8 @@ Two measurements, each for the pandas and the Polars frame:
   The emulator builds every run's output in Python and takes about 4–5 minutes for 1,000,000
   rows on a 2-CPU machine, so this runs at most :data:`ENRICH_MAX_ROWS` rows (≈ 1 minute);
 * **payload + join**: the same work without HTTP, at the full size: ``build_payload`` →
-  ``body_bytes`` of every record → ``parse_result`` of the whole result CSV → ``join_results``.
+  ``body_bytes`` of every record → ``parse_result`` of the whole result CSV (case 2's file, made
+  by the parent and read by the child before the measurement) → ``join_results``.
 
 The ratio is RSS growth ÷ the payload's size (the bytes of every record sent, as JSON).
 Goal: ≤ 2.
@@ -53,6 +58,7 @@ from _common import (
 
 CASE = "4. peak memory"
 ENRICH_MAX_ROWS = 200_000
+MIN_GOAL_ROWS = 100_000
 MAX_GROWTH_RATIO = 2.0
 POLL = 0.02
 KINDS = ("pandas", "polars")
@@ -68,13 +74,24 @@ def _maxrss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
-def _rss_bytes() -> int | None:
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes (None where there is no such file)."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return None
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    found = re.search(field + r":\s+(\d+) kB", status)
     return int(found.group(1)) * 1024 if found else None
+
+
+def _rss_bytes() -> int | None:
+    return _status_bytes("VmRSS")
+
+
+def _peak_bytes() -> int:
+    """The process's peak RSS since start or the last reset (``ru_maxrss`` without /proc)."""
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else _maxrss_bytes()
 
 
 def _reset_peak() -> bool:
@@ -107,11 +124,11 @@ def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
         gc.collect()
         reset = _reset_peak()
         before = _rss_bytes() if reset else None
-        peak_before = _maxrss_bytes()
+        peak_before = _peak_bytes()
         started = time.perf_counter()
         out = sf.enrich(frame, workflow, client=client, ledger=ledger, progress=False, poll=POLL)
         seconds = time.perf_counter() - started
-        peak = _maxrss_bytes()
+        peak = _peak_bytes()
         runs = emu.ledger()["runs_created"]
     rows_out = len(out)
     del out
@@ -129,28 +146,24 @@ def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
     }
 
 
-def child_pipeline(kind: str, n_rows: int) -> dict[str, Any]:
-    from case_results import result_csv, result_table
-
+def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
     from sixtyfour_frames._join import join_results
     from sixtyfour_frames._payload import build_payload
     from sixtyfour_frames._results import parse_result
 
     frame = _frame(kind, n_rows)
-    keys = build_payload(frame).row_keys
-    data = result_csv(result_table(to_polars(frame) if kind == "pandas" else frame, keys))
-    del keys
+    data = csv_path.read_bytes()  # made by the parent: no setup garbage for the call to reuse
     gc.collect()
     reset = _reset_peak()
     before = _rss_bytes() if reset else None
-    peak_before = _maxrss_bytes()
+    peak_before = _peak_bytes()
     started = time.perf_counter()
     payload = build_payload(frame)
     body = payload.body_bytes(payload.unique_keys)
     table = parse_result(data, "csv")
     joined, _ = join_results(frame, table, row_keys=payload.row_keys, sent_columns=payload.columns)
     seconds = time.perf_counter() - started
-    peak = _maxrss_bytes()
+    peak = _peak_bytes()
     return {
         "reset": reset,
         "before": before if before is not None else peak_before,
@@ -167,9 +180,13 @@ def child_main(argv: Sequence[str]) -> int:
     parser.add_argument("--child", choices=("enrich", "pipeline"), required=True)
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--csv", type=Path, help="the result CSV (pipeline only)")
     args = parser.parse_args(argv)
-    measure = child_enrich if args.child == "enrich" else child_pipeline
-    print(json.dumps(measure(args.kind, args.rows)))
+    if args.child == "enrich":
+        outcome = child_enrich(args.kind, args.rows)
+    else:
+        outcome = child_pipeline(args.kind, args.rows, args.csv)
+    print(json.dumps(outcome))
     return 0
 
 
@@ -199,7 +216,19 @@ class Measurement:
         return self.growth / self.payload_bytes
 
 
-def measure(what: str, label: str, kind: str, n_rows: int) -> Measurement:
+def write_result_csv(n_rows: int, path: Path) -> None:
+    """The result CSV of case 2 for the ``n_rows`` test frame, written to ``path``."""
+    from case_results import result_csv, result_table
+
+    from sixtyfour_frames._payload import build_payload
+
+    frame = to_polars(make_pandas(n_rows))
+    path.write_bytes(result_csv(result_table(frame, build_payload(frame).row_keys)))
+
+
+def measure(
+    what: str, label: str, kind: str, n_rows: int, csv_path: Path | None = None
+) -> Measurement:
     command = [
         sys.executable,
         str(BENCH_DIR / "case_memory.py"),
@@ -207,7 +236,12 @@ def measure(what: str, label: str, kind: str, n_rows: int) -> Measurement:
         f"--kind={kind}",
         f"--rows={n_rows}",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")])}
+    if csv_path is not None:
+        command.append(f"--csv={csv_path}")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the {what} child failed:\n{done.stderr}")
@@ -230,7 +264,14 @@ def run(sizes: Sequence[int]) -> list[Goal]:
     n_enrich = min(n_max, ENRICH_MAX_ROWS)
     results = [
         measure("enrich", f"enrich against the emulator, {kind}", kind, n_enrich) for kind in KINDS
-    ] + [measure("pipeline", f"payload + parse + join, {kind}", kind, n_max) for kind in KINDS]
+    ]
+    with tempfile.TemporaryDirectory(prefix="sf-bench-") as scratch:
+        csv_path = Path(scratch) / "results.csv"
+        write_result_csv(n_max, csv_path)
+        results += [
+            measure("pipeline", f"payload + parse + join, {kind}", kind, n_max, csv_path)
+            for kind in KINDS
+        ]
     subheading(f"{CASE} — RSS growth during the call ÷ the payload's bytes")
     rows = [
         [
@@ -255,9 +296,20 @@ def run(sizes: Sequence[int]) -> list[Goal]:
     if not all(m.reset for m in results):
         print("\n  (≥): the peak RSS mark could not be reset, so the growth is a lower bound.")
     goals = [
-        Goal(CASE, f"{m.label}, {fmt_rows(m.n_rows)}: RSS growth ÷ payload bytes", m.ratio, MAX_GROWTH_RATIO)
+        Goal(
+            CASE,
+            f"{m.label}, {fmt_rows(m.n_rows)}: RSS growth ÷ payload bytes",
+            m.ratio,
+            MAX_GROWTH_RATIO,
+        )
         for m in results
+        if m.n_rows >= MIN_GOAL_ROWS
     ]
+    if len(goals) < len(results):
+        print(
+            f"\n  no goal below {fmt_rows(MIN_GOAL_ROWS)}: a payload of a few hundred kB is "
+            "dwarfed by one-time costs (thread pools, HTTP client, Arrow and Polars kernels)."
+        )
     print_goals(goals)
     return goals
 

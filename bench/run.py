@@ -22,7 +22,15 @@ import case_end_to_end
 import case_memory
 import case_payload
 import case_results
-from _common import QUICK_SIZES, SIZES, Goal, environment, fmt_seconds, heading
+from _common import (
+    QUICK_SIZES,
+    SIZES,
+    Goal,
+    environment,
+    fmt_seconds,
+    heading,
+    load_average,
+)
 
 CASES: dict[str, tuple[str, Callable[[Sequence[int], argparse.Namespace], list[Goal]]]] = {
     "1": ("Payload build", lambda sizes, args: case_payload.run(sizes)),
@@ -83,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         goals += run_case(sizes, args)
         print(f"\n  (case {key} took {fmt_seconds(time.perf_counter() - case_started)})")
     heading("Summary")
+    print(f"  at the end: {load_average()}")
     for goal in goals:
         print(f"  {goal.case:<24} {goal.describe()}")
     missed = sum(not goal.passed for goal in goals)

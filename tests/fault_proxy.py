@@ -21,6 +21,9 @@ request whose path starts with ``path`` when one is given):
   sending it; a client whose read timeout is shorter has given up by then.
 * ``rewrite`` (``body``: a function ``bytes -> bytes``): forward, then send the response with its
   body replaced (``Content-Length`` fixed), e.g. to report a status the emulator never reports.
+Faults that act on the response (``reset_after``, ``truncate``, ``stall``, ``rewrite``) take an
+optional ``status``: they then apply only to a response with that status.
+
 * ``close_on_reuse``: applies only to a request that arrives on a kept-alive connection which
   already carried an exchange: close it without forwarding (the server's idle-connection close
   racing the client's reuse).
@@ -49,6 +52,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 KINDS = ("reset_before", "reset_after", "truncate", "stall", "rewrite", "close_on_reuse", "refuse")
+_BEFORE_FORWARDING = frozenset({"reset_before", "close_on_reuse"})
+_AFTER_RESPONSE = frozenset({"reset_after", "truncate", "stall", "rewrite"})
 _REQUIRED = {"truncate": {"bytes"}, "stall": {"seconds"}, "rewrite": {"body"}}
 _MAX_HEAD = 64 * 1024
 _POLL = 0.05
@@ -82,6 +87,12 @@ class _Message:
     def start_line(self) -> str:
         return self.head.split(b"\r\n", 1)[0].decode("latin-1")
 
+    @property
+    def status(self) -> int:
+        """The status code of a response (0 for a request)."""
+        parts = self.start_line.split(" ")
+        return int(parts[1]) if parts[0].startswith("HTTP/") and len(parts) > 1 else 0
+
     def with_body(self, body: bytes) -> bytes:
         return _set_content_length(self.head, len(body)) + body
 
@@ -97,7 +108,6 @@ class _Closed(Exception):
 class _Connection:
     client: socket.socket
     exchanges: int = 0
-    upstream: socket.socket | None = None
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -207,23 +217,31 @@ class FaultProxy:
 
     def note_refused(self) -> bool:
         """Account one connection refused by a ``refuse`` fault; False if none was planned."""
-        taken = self._take("refuse", None, reused=False) is not None
+        taken = self._take(frozenset({"refuse"}), None, reused=False) is not None
         self._sync_listener()
         return taken
 
-    def _take(self, kind: str | None, path: str | None, *, reused: bool) -> _Planned | None:
-        """Consume the head of the queue if it applies (``kind`` None: any exchange fault)."""
+    def _take(
+        self,
+        kinds: frozenset[str],
+        path: str | None,
+        *,
+        reused: bool,
+        status: int | None = None,
+    ) -> _Planned | None:
+        """Consume the head of the queue if it is one of ``kinds`` and applies to this exchange."""
         with self._lock:
             if not self._queue:
                 return None
             head = self._queue[0]
-            if kind is not None and head.kind != kind:
-                return None
-            if kind is None and head.kind == "refuse":
+            if head.kind not in kinds:
                 return None
             if head.kind == "close_on_reuse" and not reused:
                 return None
             if head.path is not None and (path is None or not path.startswith(head.path)):
+                return None
+            wanted_status = head.params.get("status")
+            if wanted_status is not None and wanted_status != status:
                 return None
             head.remaining -= 1
             if head.remaining == 0:
@@ -302,14 +320,20 @@ class FaultProxy:
         method, path = _method_and_path(request)
         with self._lock:
             self.paths.append(path)
-        fault = self._take(None, path, reused=conn.exchanges > 0)
-        kind = fault.kind if fault is not None else None
-        if kind == "close_on_reuse":
+        reused = conn.exchanges > 0
+        fault = self._take(_BEFORE_FORWARDING, path, reused=reused)
+        if fault is not None and fault.kind == "close_on_reuse":
             return False  # a plain close, as an idle-timeout close looks to the client
-        if kind == "reset_before":
+        if fault is not None and fault.kind == "reset_before":
             _reset(conn.client)
             return False
-        response = self._forward(conn, request, method)
+        try:
+            response = self._forward(request, method)
+        except (_Closed, OSError):
+            _reset(conn.client)  # the server dropped it: so does the proxy, and it never re-sends
+            return False
+        fault = self._take(_AFTER_RESPONSE, path, reused=reused, status=response.status)
+        kind = fault.kind if fault is not None else None
         if kind == "reset_after":
             _reset(conn.client)
             return False
@@ -317,7 +341,11 @@ class FaultProxy:
             keep = int(fault.params["bytes"])
             conn.client.sendall(response.head + response.body[:keep])
             return False
-        if fault is not None and kind == "stall" and self._stop.wait(float(fault.params["seconds"])):
+        if (
+            fault is not None
+            and kind == "stall"
+            and self._stop.wait(float(fault.params["seconds"]))
+        ):
             return False
         if fault is not None and kind == "rewrite":
             rewrite: Callable[[bytes], bytes] = fault.params["body"]
@@ -326,39 +354,29 @@ class FaultProxy:
             conn.client.sendall(response.raw())
         return not _closes(request) and not _closes(response)
 
-    def _forward(self, conn: _Connection, request: _Message, method: str) -> _Message:
-        for fresh in (False, True):
-            upstream = self._upstream_socket(conn, fresh=fresh)
-            try:
-                upstream.sendall(request.raw())
-                response = _Reader(upstream, self._stop).message(
-                    is_response=True, request_method=method
-                )
-            except (_Closed, OSError):
-                response = None
-            if response is not None:
-                return response
-            # A kept-alive upstream connection may have been closed by the server: once more.
-        raise _Closed("the upstream closed the connection")
+    def _forward(self, request: _Message, method: str) -> _Message:
+        """Send one request on a fresh upstream connection and read its whole response.
 
-    def _upstream_socket(self, conn: _Connection, *, fresh: bool) -> socket.socket:
-        if fresh and conn.upstream is not None:
-            conn.upstream.close()
-            conn.upstream = None
-        if conn.upstream is None:
-            conn.upstream = socket.create_connection(self._upstream, timeout=30)
-            conn.upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn.upstream
+        One connection per exchange: a kept-alive upstream connection that the server closed
+        while idle would fail here in a way the plan did not ask for.
+        """
+        with socket.create_connection(self._upstream, timeout=30) as upstream:
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            upstream.sendall(request.raw())
+            response = _Reader(upstream, self._stop).message(
+                is_response=True, request_method=method
+            )
+        if response is None:
+            raise _Closed("the upstream closed the connection without answering")
+        return response
 
     def _close(self, conn: _Connection) -> None:
         with conn.lock:
             if conn.closed:
                 return
             conn.closed = True
-        for sock in (conn.client, conn.upstream):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
+        with contextlib.suppress(OSError):
+            conn.client.close()
 
 
 # ---- HTTP/1.1 framing (just enough of it) ------------------------------------------------------

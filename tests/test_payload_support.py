@@ -67,7 +67,7 @@ def check_payload(payload: Payload) -> list[dict[str, Any]]:
         assert record_key(text[: match.start()] + "}") == key  # the reference definition
         assert list(record) == [*payload.columns, ROW_KEY]
         assert record[ROW_KEY] == key
-    by_key = {key: record for key, record in zip(payload.unique_keys, parsed, strict=True)}
+    by_key = dict(zip(payload.unique_keys, parsed, strict=True))
     rows = []
     for key in payload.row_keys:
         record = dict(by_key[key])

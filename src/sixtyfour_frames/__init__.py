@@ -40,6 +40,7 @@ from sixtyfour_frames._errors import (
     TransportError,
     WaitTimeoutError,
 )
+from sixtyfour_frames._ledger import Ledger
 from sixtyfour_frames._models import (
     BlockMetrics,
     BlockStatus,
@@ -77,6 +78,7 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidArgumentError",
     "JoinError",
+    "Ledger",
     "LedgerError",
     "LiveStatus",
     "NotFoundError",

@@ -59,6 +59,9 @@ logger = logging.getLogger("sixtyfour_frames")
 ErrorsPolicy = Literal["raise", "keep"]
 InterruptPolicy = Literal["cancel", "detach"]
 DEFAULT_MAX_CONCURRENT_RUNS = 4
+# An ambiguous POST proven to have created no run is sent again under a new key (§3.3 of the
+# reliability notes), at most this many times in one call: an outage fails every round alike.
+MAX_RESUBMITS_AFTER_NO_RUN = 1
 
 
 class EnrichInterrupted(KeyboardInterrupt):
@@ -227,11 +230,15 @@ class EnrichJob:
         return joined
 
     def cancel(self) -> list[str]:
-        """Cancel every run of the call that is still going; returns their job ids."""
+        """Cancel every run of the call that is still going; returns the job ids cancelled.
+
+        A run that finished before the cancel reached it stays with the call: its rows are paid
+        for, and ``result()`` still collects them.
+        """
         cancelled = []
         for job_id, work in list(self._active.items()):
-            self._client.cancel_run(job_id)
-            self._mark_cancelled(work, "cancelled by the user")
+            if not self._cancel_run(job_id, work, "cancelled by the user"):
+                continue
             self._set_run(work, "cancelled")
             work.error = RunCancelledError(job_id)
             del self._active[job_id]
@@ -303,6 +310,7 @@ class EnrichJob:
         for key, job_id in self._ledger.cache_lookup(self._scope, keys).items():
             by_job.setdefault(job_id, []).append(key)
         served: set[str] = set()
+        serving_runs: list[str] = []
         for job_id, job_keys in by_job.items():
             table = self._ledger.load_results(job_id)
             if table is None or ROW_KEY not in table.column_names:
@@ -310,8 +318,10 @@ class EnrichJob:
             mask = pc.is_in(table.column(ROW_KEY), value_set=pa.array(job_keys, pa.string()))
             self._cached_tables.append(table.filter(mask))
             served.update(job_keys)
+            serving_runs.append(job_id)
         self.report.rows_cached = len(served)
-        self.report.cached_from_runs = tuple(sorted(by_job))
+        # Only the runs whose stored rows were used: the report says where the rows came from.
+        self.report.cached_from_runs = tuple(sorted(serving_runs))
         return served
 
     def _add_work(self, chunk: Chunk, records_json: bytes | None = None) -> _Work:
@@ -397,36 +407,49 @@ class EnrichJob:
                 self._submit(work)
             except PayloadTooLargeError:
                 self._split(work)
+            except BaseException:
+                # Not started as far as we know, yet its POST may have created a run: back in
+                # the queue, where Ctrl-C handling looks for the runs of interrupted submissions.
+                self._pending.appendleft(work)
+                raise
 
     def _submit(self, work: _Work) -> None:
         body_hash = body_sha256(
             encode_run_body(EncodedPayload(work.records_json), self.options.specs_override) or b""
         )
         with self._ledger.lock(work.fingerprint):
-            while True:
-                sub = self._ledger.record_intent(
-                    fingerprint=work.fingerprint,
-                    workflow_id=self.workflow_id,
-                    scope=self._scope,
-                    body_sha256=body_hash,
-                    record_keys=work.chunk.keys,
-                    call_id=self._call_id,
-                )
-                if sub.job_id:  # another process submitted it while we waited for the lock
-                    work.source = "reattached"
-                    break
-                crash_point("after_intent")
-                try:
-                    sub = self._submitter.submit(sub, work.records_json)
-                except NoRunWasCreated:
-                    continue  # the ledger retired the old key; record a new intent and send
-                break
+            sub = self._submit_locked(work, body_hash)
         work.submission = sub
         work.submitted_at = self._clock()
         job_id = sub.job_id or ""
         self._active[job_id] = work
         if self._tracker is not None:
             self._tracker.add_run(job_id, len(work.chunk.keys), "queued")
+
+    def _submit_locked(self, work: _Work, body_hash: str) -> Submission:
+        """Record the intent and send it, holding the chunk's lock; the submission with a job id."""
+        resubmits = 0
+        while True:
+            sub = self._ledger.record_intent(
+                fingerprint=work.fingerprint,
+                workflow_id=self.workflow_id,
+                scope=self._scope,
+                body_sha256=body_hash,
+                record_keys=work.chunk.keys,
+                call_id=self._call_id,
+            )
+            if sub.job_id:  # another process submitted it while we waited for the lock
+                work.source = "reattached"
+                return sub
+            crash_point("after_intent")
+            try:
+                return self._submitter.submit(sub, work.records_json)
+            except NoRunWasCreated as nothing:
+                # The ledger retired the old key, so a new intent may be sent. But while the API
+                # keeps failing every round ends like this one: give up after a few.
+                if resubmits >= MAX_RESUBMITS_AFTER_NO_RUN:
+                    raise nothing.error from None
+                resubmits += 1
 
     def _split(self, work: _Work) -> None:
         """The API refused the chunk as too large (413): send it as two smaller runs."""
@@ -509,14 +532,39 @@ class EnrichJob:
             self._ledger.store_results(job_id, table)
             crash_point("after_download")
         self._timing("download", started, add=True)
-        if job_id in self._submitter.adopted:
-            _verify_adopted(table, work, job_id)
+        self._check_rows_are_ours(table, work, job_id)
         if ROW_KEY in table.column_names and self.options.cache:
             self._ledger.cache_put(self._scope, work.chunk.keys, job_id)
         self._ledger.mark(work.fingerprint, SubmissionState.COMPLETED)
         work.table = table
         self._set_run(work, "completed", done=True)
         self._active.pop(job_id, None)
+
+    def _check_rows_are_ours(self, table: pa.Table, work: _Work, job_id: str) -> None:
+        """Refuse a run whose rows all belong to other records: another client's run, adopted.
+
+        Checked for every run, not only those adopted in this process: the ledger does not say
+        whether a re-attached run was adopted, and an unchecked foreign run would be recorded as
+        these records' results (their rows left empty, and cached as done). A run with *some* of
+        our keys is ours, whatever extra rows the workflow added. Unlinking a foreign run makes
+        the next call send the records again: adopting it proved that no run of ours exists.
+        """
+        if not _holds_only_other_records(table, work.chunk.keys):
+            return
+        current = self._ledger.submission(work.fingerprint)
+        if current is not None and current.state is SubmissionState.SUBMITTED:
+            self._ledger.mark(
+                work.fingerprint,
+                SubmissionState.FAILED,
+                error=f"run {job_id} holds another client's records",
+            )
+        self._active.pop(job_id, None)
+        raise JoinError(
+            f"run {job_id} was adopted as the outcome of an interrupted submission, but none of "
+            "its rows belongs to the records sent: it is another client's run.",
+            hint="Nothing was joined. Re-running the call sends these records in a new run "
+            "(none of ours was made); `sixtyfour-frames runs list` shows the runs.",
+        )
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
@@ -539,15 +587,25 @@ class EnrichJob:
     def _interrupted(self) -> NoReturn:
         ids = list(self._active)
         for work in self._pending:
+            # The ledger, not the work, knows the intent an interrupted POST recorded.
+            work.submission = self._ledger.submission(work.fingerprint)
             if work.submission is not None and work.submission.state is SubmissionState.INTENT:
                 ids.extend(self._find_unacknowledged(work))
         if self.options.on_interrupt == "cancel":
-            for job_id in ids:
-                self._cancel_quietly(job_id)
+            cancelled = [job_id for job_id in ids if self._cancel_quietly(job_id)]
+            not_cancelled = [job_id for job_id in ids if job_id not in cancelled]
             message = (
-                f"Interrupted: cancelled {len(ids)} run(s) on the server ({', '.join(ids) or 'none'}). "
-                "Rows of finished runs are saved in the ledger: re-running the same call pays only "
-                "for the rest."
+                f"Interrupted: cancelled {len(cancelled)} run(s) on the server "
+                f"({', '.join(cancelled) or 'none'}). "
+            )
+            if not_cancelled:
+                message += (
+                    f"{len(not_cancelled)} run(s) had already finished or could not be cancelled "
+                    f"({', '.join(not_cancelled)}). "
+                )
+            message += (
+                "Rows of finished runs are kept (in the ledger, or on the server until the next "
+                "call fetches them): re-running the same call pays only for the rest."
             )
         else:
             message = (
@@ -581,15 +639,25 @@ class EnrichJob:
         if current is not None and current.state is SubmissionState.SUBMITTED:
             self._ledger.mark(work.fingerprint, SubmissionState.CANCELLED, error=reason)
 
-    def _cancel_quietly(self, job_id: str) -> None:
-        work = self._active.get(job_id)
+    def _cancel_quietly(self, job_id: str) -> bool:
+        """``_cancel_run`` that logs a failure instead of raising it (we are handling Ctrl-C)."""
         try:
-            self._client.cancel_run(job_id)
+            return self._cancel_run(job_id, self._active.get(job_id), "interrupted")
         except SixtyfourError as error:
             logger.error("could not cancel run %s: %s", job_id, error)
-            return
+            return False
+
+    def _cancel_run(self, job_id: str, work: _Work | None, reason: str) -> bool:
+        """Cancel one run; True when the server's answer says it is cancelled (then recorded)."""
+        answer = self._client.cancel_run(job_id)
+        if answer.status != "cancelled":
+            # It ended first (completed or failed): the poll loop or the next call collects or
+            # reports it. Recording it as cancelled would drop paid rows, and the next call
+            # would pay for them again.
+            return False
         if work is not None:
-            self._mark_cancelled(work, "interrupted")
+            self._mark_cancelled(work, reason)
+        return True
 
     # ------------------------------------------------------------ joining
 
@@ -662,10 +730,13 @@ class EnrichJob:
             self._tracker = None
 
     def _release(self) -> None:
+        """Close the client and ledger this job created (once; a caller's own are left open)."""
         if self._owns_client:
             self._client.close()
+            self._owns_client = False
         if self._owns_ledger:
             self._ledger.close()
+            self._owns_ledger = False
 
 
 def _state_of(work: _Work) -> str:
@@ -682,17 +753,13 @@ def _failure_status(error: RunError | None) -> str:
     return "cancelled" if isinstance(error, RunCancelledError) else "failed"
 
 
-def _verify_adopted(table: pa.Table, work: _Work, job_id: str) -> None:
-    """A run adopted from the runs list must hold our records and nothing else."""
+def _holds_only_other_records(table: pa.Table, ours: Sequence[str]) -> bool:
+    """True when a run's output has row keys and none of them is one of ``ours``. (A workflow
+    that drops the key leaves nothing to check against: False.)"""
     if ROW_KEY not in table.column_names:
-        return  # the workflow drops the key: nothing to check against
-    keys = set(pc.drop_null(table.column(ROW_KEY)).to_pylist())
-    if keys and not keys <= set(work.chunk.keys):
-        raise JoinError(
-            f"run {job_id} was adopted as the outcome of an interrupted submission, but its rows "
-            "belong to other records: it is another client's run.",
-            hint="Check `sixtyfour-frames runs list`; nothing was joined.",
-        )
+        return False
+    keys = set(pc.unique(pc.drop_null(table.column(ROW_KEY))).to_pylist())
+    return bool(keys) and keys.isdisjoint(ours)
 
 
 def _build(frame: Any, options: EnrichOptions) -> Payload:
@@ -752,7 +819,11 @@ def start(
 ) -> EnrichJob:
     """Validate, reuse, and start the runs of an enrich call without waiting for them."""
     job = EnrichJob(frame, workflow_id, _options(kwargs, options), client=client, ledger=ledger)
-    return job._launch()
+    try:
+        return job._launch()
+    except BaseException:
+        job._release()  # the caller never gets this job, so nobody else could close them
+        raise
 
 
 def enrich(
@@ -770,9 +841,22 @@ def enrich(
     on_conflict, suffix, chunk_size, max_concurrent_runs, progress, timeout, on_interrupt, cache,
     refresh, errors, naive_datetimes, poll).
     """
-    return start(
-        frame, workflow_id, options=options, client=client, ledger=ledger, **kwargs
-    ).result()
+    job = EnrichJob(frame, workflow_id, _options(kwargs, options), client=client, ledger=ledger)
+    return _run_to_the_end(job)
+
+
+def _run_to_the_end(job: EnrichJob) -> Any:
+    """Launch, wait and join a job that only this call holds, and close what it opened.
+
+    ``result()`` closes them after a success only, because the holder of a job from ``start()``
+    may still ``wait()`` or ``resume()`` it after a failure. Nobody can do that with the job of
+    ``enrich()``: after a failed run or a Ctrl-C its HTTP pool and ledger connection would stay
+    open, one more for every interrupted cell of a notebook.
+    """
+    try:
+        return job._launch().result()
+    finally:
+        job._release()
 
 
 async def aenrich(
@@ -790,7 +874,7 @@ async def aenrich(
 
     def work() -> Any:
         job = EnrichJob(frame, workflow_id, opts, client=client, ledger=ledger, stop=stop)
-        return job._launch().result()
+        return _run_to_the_end(job)
 
     try:
         return await asyncio.to_thread(work)

@@ -73,8 +73,8 @@ class LedgerError(SixtyfourError):
 class TransportError(SixtyfourError):
     """The request failed below HTTP (connection refused, reset, timeout, TLS).
 
-    ``sent`` says whether the request may have reached the server: only a failure to connect
-    proves that it did not.
+    ``sent`` says whether the server may have acted on the request: only a failure to connect
+    (or a refusal such as a 429 before it) proves that it did not.
     """
 
     hint = "Check the network and SIXTYFOUR_BASE_URL; the call can be retried safely."
@@ -87,12 +87,13 @@ class TransportError(SixtyfourError):
         method: str = "",
         path: str = "",
         job_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.sent = sent
         self.method = method
         self.path = path
         self.job_id = job_id
-        super().__init__(message)
+        super().__init__(message, hint=hint)
 
 
 class APIError(SixtyfourError):

@@ -29,6 +29,7 @@ from sixtyfour_frames._retry import (
     RetryPolicy,
     is_retryable_status,
     parse_retry_after,
+    was_not_processed,
 )
 
 logger = logging.getLogger("sixtyfour_frames")
@@ -62,8 +63,11 @@ class Reply:
 
     @property
     def maybe_acted_before(self) -> bool:
-        """True when an earlier attempt may have reached the server (reset, timeout, 5xx…)."""
-        return any(a in (Attempt.AMBIGUOUS, Attempt.RETRYABLE_STATUS) for a in self.attempts[:-1])
+        """True when an earlier attempt may have been acted on (reset, timeout, 5xx…).
+
+        A 408 or 429 does not count: the server refused those before doing anything.
+        """
+        return any(a.may_have_acted for a in self.attempts[:-1])
 
 
 @dataclass
@@ -91,13 +95,26 @@ class _ApiKeyAuth(httpx.Auth):
         return "<ApiKeyAuth key=***>"
 
 
+def _forget_key(request: httpx.Request) -> None:
+    """Remove the key from a request we are done with.
+
+    httpx keeps the request on its exceptions (``exc.request``), and our errors chain those, so
+    a pickled or crash-reported error would otherwise carry the key in clear (httpx masks only
+    ``Authorization`` in its reprs). The auth flow sets the header again on every attempt.
+    """
+    request.headers.pop("x-api-key", None)
+
+
 # ---------------------------------------------------------------- the retry decision, shared
 
 
 def _classify_exception(exc: httpx.TransportError) -> Attempt:
-    if _is_tls_failure(exc):
-        return Attempt.FINAL_STATUS  # a certificate problem does not heal by retrying
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    not_connected = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    if not_connected and _is_tls_failure(exc):
+        # A failed handshake (an unknown CA, a wrong host name) sent nothing, and retrying
+        # cannot fix a certificate.
+        return Attempt.CANNOT_CONNECT
+    if not_connected:
         return Attempt.NOT_SENT
     return Attempt.AMBIGUOUS
 
@@ -120,13 +137,11 @@ def _is_json(content: bytes) -> bool:
 
 
 def _classify_status(status: int, *, post_run: bool) -> Attempt:
-    if status < 400:
+    if status < 300:
         return Attempt.OK
-    return (
-        Attempt.RETRYABLE_STATUS
-        if is_retryable_status(status, post_run=post_run)
-        else Attempt.FINAL_STATUS
-    )
+    if not is_retryable_status(status, post_run=post_run):
+        return Attempt.FINAL_STATUS  # 3xx included: redirects are never followed
+    return Attempt.NOT_PROCESSED if was_not_processed(status) else Attempt.RETRYABLE_STATUS
 
 
 class _Decider:
@@ -148,12 +163,12 @@ class _Decider:
     def delay_after(self, outcome: Attempt, response: httpx.Response | None) -> float | None:
         """Seconds to wait before the next attempt, or None to stop here."""
         self.attempts.append(outcome)
-        if outcome in (Attempt.OK, Attempt.FINAL_STATUS):
+        if outcome in (Attempt.OK, Attempt.FINAL_STATUS, Attempt.CANNOT_CONNECT):
             if outcome is Attempt.OK:
                 self._ctx.budget.refund()
             return None
         retry_number = len(self.attempts)
-        if retry_number > self._limit or not self._ctx.budget.try_spend():
+        if retry_number > self._limit:
             return None
         status = response.status_code if response is not None else None
         server_wait = (
@@ -163,6 +178,9 @@ class _Decider:
         )
         if server_wait is not None and server_wait > self._ctx.policy.retry_after_cap:
             return None  # the server asks for longer than we may wait: give up with its answer
+        # Spend from the budget last, so that a retry we do not make costs nothing.
+        if not self._ctx.budget.try_spend():
+            return None
         delay = (
             server_wait
             if server_wait is not None
@@ -182,15 +200,23 @@ class _Decider:
         return delay
 
     def give_up(self, exc: httpx.TransportError) -> TransportError:
-        sent = any(a is not Attempt.NOT_SENT for a in self.attempts)
-        kind = "TLS verification failed" if _is_tls_failure(exc) else type(exc).__name__
+        tls = _is_tls_failure(exc)
         return TransportError(
             f"{self._call.method} {_path(self._call)} failed after "
-            f"{len(self.attempts)} attempt(s): {kind}",
-            sent=sent,
+            f"{len(self.attempts)} attempt(s): "
+            f"{'TLS verification failed' if tls else type(exc).__name__}",
+            sent=any(a.may_have_acted for a in self.attempts),
             method=self._call.method,
             path=_path(self._call),
+            hint=_TLS_HINT if tls else None,
         )
+
+
+_TLS_HINT = (
+    "The server's TLS certificate could not be verified (nothing was sent). If it is signed by a "
+    "private CA, pass verify=ssl.create_default_context(cafile=...) to the client; "
+    "never turn verification off."
+)
 
 
 def _path(call: Call) -> str:
@@ -265,6 +291,12 @@ class HttpSession:
 
     def send(self, call: Call) -> Reply:
         request = _build_request(self._client, call, self._settings)
+        try:
+            return self._send(request, call)
+        finally:
+            _forget_key(request)
+
+    def _send(self, request: httpx.Request, call: Call) -> Reply:
         decider = _Decider(self._ctx, call)
         while True:
             if call.authenticated:
@@ -318,6 +350,12 @@ class AsyncHttpSession:
 
     async def send(self, call: Call) -> Reply:
         request = _build_request(self._client, call, self._settings)
+        try:
+            return await self._send(request, call)
+        finally:
+            _forget_key(request)
+
+    async def _send(self, request: httpx.Request, call: Call) -> Reply:
         decider = _Decider(self._ctx, call)
         while True:
             if call.authenticated:

@@ -14,8 +14,10 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
+from sixtyfour_frames._config import origin_of
 from sixtyfour_frames._errors import (
     APIError,
+    IdempotencyConflictError,
     InvalidArgumentError,
     ResultDownloadError,
     SerializationError,
@@ -38,6 +40,7 @@ from sixtyfour_frames._results import (
     parse_result,
     rows_to_table,
 )
+from sixtyfour_frames._retry import finite_non_negative
 
 T = TypeVar("T")
 
@@ -72,29 +75,50 @@ class Operation(Generic[T]):
 
 
 def check(reply: Reply, call: Call, *, job_id: str | None = None) -> Reply:
-    """Raise the typed error for an error status; return the reply otherwise."""
-    if reply.status < 400:
+    """Raise the typed error for an error status (or a redirect); return the reply otherwise."""
+    if reply.status < 300:
         return reply
+    path = call.url.split("?", 1)[0] if call.authenticated else "<signed download URL>"
+    if reply.status < 400:
+        raise _redirect_error(reply, call.method, path, job_id)
     detail, body = parse_error_detail(reply.content, status=reply.status)
-    retry_after = reply.headers.get("retry-after")
-    error = error_class_for(reply.status)(
+    error = _error_class(reply.status, detail, call)(
         detail,
         status=reply.status,
         method=call.method,
-        path=call.url.split("?", 1)[0] if call.authenticated else "<signed download URL>",
+        path=path,
         job_id=job_id,
         body=body,
-        retry_after=_float_or_none(retry_after),
+        # A malformed Retry-After ("inf", "-10", "soon") is no information, not a number.
+        retry_after=finite_non_negative(reply.headers.get("retry-after")),
     )
     error.maybe_acted_before = reply.maybe_acted_before
     raise error
 
 
-def _float_or_none(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def _error_class(status: int, detail: str, call: Call) -> type[APIError]:
+    # The API gives no code for "this Idempotency-Key was used with another body"; its detail
+    # names the header, and only a run request carries one.
+    if call.post_run and status in (400, 409, 422) and "idempotency" in detail.lower():
+        reused = any(word in detail.lower() for word in ("different", "mismatch", "reused"))
+        if reused:
+            return IdempotencyConflictError
+    return error_class_for(status)
+
+
+def _redirect_error(reply: Reply, method: str, path: str, job_id: str | None) -> APIError:
+    """Redirects are never followed (the key must not travel to another host): say where to."""
+    location = reply.headers.get("location", "")
+    scheme, host, port = origin_of(location) if "://" in location else ("", "", 0)
+    target = f"{scheme}://{host}:{port}" if host else "another address"
+    return APIError(
+        f"the API redirected the request to {target}; redirects are not followed",
+        status=reply.status,
+        method=method,
+        path=path,
+        job_id=job_id,
+        hint="If the API has moved, set base_url (or SIXTYFOUR_BASE_URL) to its new address.",
+    )
 
 
 def _json(reply: Reply, call: Call) -> Any:
@@ -174,15 +198,22 @@ def run_workflow(
     )
 
     def parse(reply: Reply) -> RunStarted:
-        data = _json(reply, call)
+        try:
+            data = _json(reply, call)
+        except APIError:
+            data = None
         if not isinstance(data, Mapping) or not data.get("job_id"):
-            raise APIError(
-                "POST /workflows/run answered without a job_id",
+            error = APIError(
+                f"POST /workflows/run answered {reply.status} without a readable job_id",
                 status=reply.status,
                 method="POST",
                 path="/workflows/run",
                 hint=f"Retry with the same idempotency_key={key!r}: it cannot start a second run.",
             )
+            # A 2xx means the server accepted the request: a run exists even though we cannot
+            # read its id, and whoever handles this error must not assume that none was made.
+            error.maybe_acted_before = True
+            raise error
         return RunStarted.from_wire(data, idempotency_key=key)
 
     return Operation(call, parse)
@@ -217,9 +248,21 @@ def list_runs(
     def parse(reply: Reply) -> list[RunSummary]:
         data = _json(reply, call)
         items = data if isinstance(data, list) else []
-        return [RunSummary.from_wire(item) for item in items if isinstance(item, Mapping)]
+        runs = [RunSummary.from_wire(item) for item in items if isinstance(item, Mapping)]
+        return _unique_by_job_id(runs)
 
     return Operation(call, parse)
+
+
+def _unique_by_job_id(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """A run listed twice (a list that shifted while it was read) is still one run."""
+    seen: set[str] = set()
+    unique = []
+    for run in runs:
+        if run.job_id not in seen:
+            seen.add(run.job_id)
+            unique.append(run)
+    return unique
 
 
 def live_status(run_id: str, *, max_retries: int | None = None) -> Operation[LiveStatus]:
@@ -295,6 +338,7 @@ def download_results(
     """
     links_op = download_links(run_id, format=format, max_retries=max_retries)
     run_id = links_op.job_id or run_id
+    problem = "signed URL missing, expired, refused, or short"
     for _ in range(MAX_LINK_REFRESHES + 1):
         reply = check((yield links_op.call), links_op.call, job_id=run_id)
         files = links_op.parse(reply)
@@ -316,19 +360,18 @@ def download_results(
         if file_reply.status in _STALE_URL_STATUSES:
             continue
         check(file_reply, fetch, job_id=run_id)
-        table = _parse_file(file_reply.content, format, run_id)
+        try:
+            table = parse_result(file_reply.content, format)
+        except ResultParseError as exc:
+            # A body garbled in transit (cut mid-record) is as transient as a short one.
+            problem = f"last body unreadable: {exc}"
+            continue
         if chosen.row_count and table.num_rows != chosen.row_count:
+            problem = f"last body held {table.num_rows} of {chosen.row_count} rows"
             continue  # a short body that still parsed: fetch it again
         return table
     raise ResultDownloadError(
         f"the result file could not be fetched after {MAX_LINK_REFRESHES + 1} sets of fresh links "
-        "(signed URL missing, expired, refused, or short)",
+        f"({problem})",
         job_id=run_id,
     )
-
-
-def _parse_file(content: bytes, fmt: ResultFormat, run_id: str) -> pa.Table:
-    try:
-        return parse_result(content, fmt)
-    except ResultParseError as exc:
-        raise ResultDownloadError(str(exc), job_id=run_id) from exc

@@ -1,4 +1,4 @@
-"""A pandas or Polars DataFrame → the exact JSON records sent as ``webhook_payload``.
+r"""A pandas or Polars DataFrame → the exact JSON records sent as ``webhook_payload``.
 
 Every value goes through an explicit converter for its type, and the whole frame is checked
 before any request: a value that JSON cannot carry exactly raises
@@ -6,61 +6,64 @@ before any request: a value that JSON cannot carry exactly raises
 label, or the Polars row number) of the first bad value, and nothing is sent. Nothing is
 rounded, truncated, re-zoned or dropped silently.
 
-Each distinct record gets a content-addressed row key, sent as the last field
+Each distinct record gets a content-addressed row key, sent as its last field
 ``"__sixtyfour_row"``; identical records are sent once, and the results fan back out to every
 row that had them. The pandas index is never sent (the row keys replace it), so a duplicate
-index or a MultiIndex is fine.
+index or a MultiIndex is fine. The same values give the same text, and so the same key,
+whether they come from pandas or Polars.
 
-========================================  ===================================================
-Value (pandas / Polars / Python)          Sent as
-========================================  ===================================================
-NaN, None, ``pd.NA``, ``NaT``, null       ``null``
-±inf (any float column or value)          **rejected** (replace it first)
-float64                                   shortest text that round-trips, as Python's
-                                          ``repr``: ``0.30000000000000004``, ``1e-12``,
-                                          ``-0.0``, ``1e+16``
-float32 (and float16, widened exactly)    shortest text that round-trips *as float32*:
-                                          ``0.1``, not ``0.10000000149011612``; parse it as
-                                          float32 to get the value back bit for bit
-int (any width, also > 2**53, Int128)     exact digits; JavaScript readers lose precision
-                                          above 2**53, so send ids as strings if they matter
-bool                                      ``true`` / ``false``
-str, Categorical, Enum, pandas ``str``    JSON string, UTF-8 (no ``\\uXXXX`` for non-ASCII);
-                                          ``"``, ``\\`` and control characters escaped
-                                          (``\\x00`` → ``\\u0000``)
-str with a lone surrogate (``"\\ud800"``)   **rejected** (not valid UTF-8)
-bytes, Binary                             **rejected** (decode or base64 first)
-tz-aware datetime                         ``"2024-01-01T12:00:00.000000-05:00"``: the value's
-                                          own offset, always 6 fraction digits, 9 when the
-                                          value has nanoseconds; a historical offset with
-                                          seconds keeps them (``-04:56:02``)
-naive datetime                            **rejected**, or with ``naive_datetimes="utc"``
-                                          read as UTC: ``"…T12:00:00.000000+00:00"``
-datetime outside the years 1-9999         **rejected**
-date                                      ``"2024-01-01"``
-time of day                               ``"12:30:00.000000"`` (a time with a tz: rejected)
-timedelta, Duration                       ISO-8601 duration in seconds: ``"PT93600.5S"``,
-                                          ``"-PT1S"``, ``"PT0S"``
-Decimal (object values, Polars Decimal,   JSON string with the exact digits: ``"1.10"``
-pyarrow decimal)                          (``Decimal('NaN')`` / ``Infinity``: **rejected**)
-categorical (pandas)                      its values in their own type: int categories stay
-                                          ints (``1``, never ``1.0``)
-list, tuple, numpy array, Polars          JSON array / object, converted recursively by the
-List/Array/Struct, dict with str keys     same rules; deeper than 32 levels (or a cycle):
-                                          **rejected**; a non-string dict key: **rejected**
-object column                             each value by its own type
-Period, Interval, complex, set,           **rejected**, naming the type
-any other object
-========================================  ===================================================
+=========================================  ==================================================
+Value (pandas / Polars / Python object)    Sent as
+=========================================  ==================================================
+NaN, None, ``pd.NA``, ``NaT``, null        ``null``
+±inf (float column, object, nested)        **rejected**: replace it first
+float64                                    the shortest text that round-trips, written as
+                                           Python's ``repr``: ``0.30000000000000004``,
+                                           ``1e-12``, ``-0.0``, ``1e+16``
+float32 (float16: widened exactly)         the shortest text that round-trips *as float32*,
+                                           in the same style: ``0.1``, not
+                                           ``0.10000000149011612``; read it as float32 to
+                                           get the value back bit for bit
+int (any width; > 2**53; Int128)           exact digits. JavaScript readers lose precision
+                                           above 2**53: send such ids as strings
+bool                                       ``true`` / ``false``
+str, pandas ``str``/``string``             JSON string in UTF-8 (no ``\uXXXX`` for non-ASCII);
+                                           ``"``, ``\`` and control characters escaped
+                                           (``\x00`` → ``\u0000``)
+str with a lone surrogate (``"\ud800"``)  **rejected** (not valid UTF-8)
+bytes, Binary                              **rejected**: decode or base64-encode first
+tz-aware datetime                          ``"2024-01-01T12:00:00.000000-05:00"``: the value's
+                                           own offset, always 6 fraction digits, 9 when the
+                                           value has nanoseconds; a historical offset keeps
+                                           its seconds (``-04:56:02``); daylight saving goes
+                                           on after 2099 as in Python's ``zoneinfo``
+naive datetime                             **rejected**, or with ``naive_datetimes="utc"``
+                                           read as UTC: ``"2024-01-01T12:00:00.000000+00:00"``
+datetime outside 0001-01-02..9999-12-30    **rejected**
+date                                       ``"2024-01-01"``
+time of day                                ``"12:30:00.000000"`` (with a tz: **rejected**)
+timedelta, Duration                        ISO-8601 duration in seconds: ``"PT7200S"``,
+                                           ``"-PT1.5S"``, ``"PT0.000000001S"``
+Decimal (object values, Polars/Arrow       JSON string with the exact digits: ``"1.10"``;
+decimal)                                   ``Decimal('NaN')`` / ``Infinity``: **rejected**
+Categorical, Enum                          their values in their own type: int categories
+                                           stay ints (``1``, never ``1.0``)
+list, tuple, numpy array, dict with str    JSON array / object, each element by these rules;
+keys, Polars List/Array/Struct             deeper than 32 levels (or a cycle), a non-string
+                                           dict key, a named tuple: **rejected**
+object column                              each value by its own type
+Period, Interval, complex, set, Arrow      **rejected**, naming the type
+interval, any other object
+=========================================  ==================================================
 
-Columns: non-string names are stringified (``0`` → ``"0"``), and two payload columns with the
-same name after that (``0`` and ``"0"``, or a duplicate) are rejected, as are a column named
-``__sixtyfour_row``, MultiIndex columns, a frame with no selected column and a frame with no
-rows (no run is started for nothing).
+Columns: names that are not strings are stringified (``0`` → ``"0"``); two payload columns
+with the same name after that (``0`` and ``"0"``, a duplicate, or a ``rename`` onto another
+name) are rejected, as are a column named ``__sixtyfour_row``, MultiIndex columns, a frame
+with no selected column, and a frame without rows (no run is started for nothing).
 
 The row key is ``"k"`` + 20 hex digits: an 80-bit hash of the record's JSON text without the
-key (see ``_payload_keys`` for the definition). It is the same in every process and for
-pandas and Polars input, and it starts with a letter so that CSV readers keep it a string.
+key field (defined in ``_payload_keys``). It is the same in every process and on every
+platform, and it starts with a letter so that CSV readers keep it a string.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ known, otherwise the list of its Python values for the per-value encoder.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -56,19 +57,20 @@ def read_frame(
 
 
 def _frame_kind(frame: object) -> str:
-    module = type(frame).__module__.split(".")[0]
-    name = type(frame).__name__
-    if module == "polars" and name == "DataFrame":
+    """ "pandas" or "polars" (subclasses included), without importing either library."""
+    pandas, polars = sys.modules.get("pandas"), sys.modules.get("polars")
+    if polars is not None and isinstance(frame, polars.DataFrame):
         return "polars"
-    if module == "pandas" and name == "DataFrame":
+    if pandas is not None and isinstance(frame, pandas.DataFrame):
         return "pandas"
-    if module == "polars" and name == "LazyFrame":
+    if polars is not None and isinstance(frame, polars.LazyFrame):
         raise SerializationError(
             "a LazyFrame must be collected before its rows can be sent",
             hint="Call .collect() on the columns you need first.",
         )
+    kind = type(frame)
     raise SerializationError(
-        f"expected a pandas or Polars DataFrame, got {type(frame).__module__}.{name}",
+        f"expected a pandas or Polars DataFrame, got {kind.__module__}.{kind.__qualname__}",
         hint="Convert the data to a pandas.DataFrame or a polars.DataFrame first.",
     )
 
@@ -97,6 +99,8 @@ def _select(
                 hint=f"Pass columns=[{columns!r}].",
             )
         positions = [_position_of(wanted, labels, names) for wanted in columns]
+    for key in rename or {}:
+        _position_of(key, labels, names)  # a typo in rename= must not go unnoticed
     picked = [(pos, names[pos], _wire_name(labels[pos], names[pos], rename)) for pos in positions]
     _check_unique(picked, labels)
     return picked
@@ -161,6 +165,8 @@ def _check_unique(picked: list[tuple[int, str, str]], labels: list[Any]) -> None
                 hint="Rename or drop that column.",
             )
         _check_text(wire, name)
+        if seen.get(wire) == position:
+            raise SerializationError(f"column {name!r} is listed twice in columns=", column=name)
         if wire in seen:
             first, second = labels[seen[wire]], labels[position]
             both = (
@@ -282,18 +288,24 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
         return None
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    if pa.types.is_dictionary(array.type):  # a categorical: its values, ints staying ints
-        array = array.dictionary_decode()
-    if _is_object(dtype) and not (
-        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-    ):
+    if pa.types.is_dictionary(array.type) and not _is_text(array.type.value_type):
+        array = array.dictionary_decode()  # a categorical of numbers: its values, ints stay ints
+    if _is_object(dtype) and not _is_text(array.type):
         return None  # an object column is typed only when it is all text
     if _needs_python(array.type):
         return None
+    if pa.types.is_date64(array.type):
+        array = array.cast(pa.date32())  # Polars would read date64 as a (naive) datetime
     try:
         return pl.Series("v", array)
-    except Exception:  # any type Polars cannot hold goes value by value
-        return None
+    except (Exception, pl.exceptions.PanicException):  # any type Polars cannot hold exactly
+        return None  # goes value by value
+
+
+def _is_text(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
 
 
 def _is_object(dtype: object) -> bool:
@@ -312,6 +324,14 @@ def _needs_python(arrow_type: Any) -> bool:
         return True
     if pa.types.is_fixed_size_binary(arrow_type) or pa.types.is_binary_view(arrow_type):
         return True
+    if pa.types.is_interval(arrow_type) or pa.types.is_decimal256(arrow_type):
+        return True  # Polars would turn an interval into a list, and panic on decimal256
+    if pa.types.is_struct(arrow_type):
+        return any(_needs_python(field.type) for field in arrow_type)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return _needs_python(arrow_type.value_type)
+    if pa.types.is_fixed_size_list(arrow_type) or pa.types.is_list_view(arrow_type):
+        return _needs_python(arrow_type.value_type)
     if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None:
         return not _polars_knows_zone(arrow_type.tz)
     return False
@@ -334,8 +354,14 @@ def _python_values(series: pd.Series[Any]) -> list[Any]:
     """The column's values as Python objects, keeping what ``tolist()`` would lose."""
     import numpy as np
 
+    import pandas as pd
+
     numpy_dtype = getattr(series.dtype, "numpy_dtype", series.dtype)
     if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind == "f" and numpy_dtype.itemsize < 8:
         # float32 keeps its own (shorter) text: iterate numpy scalars, not widened floats.
         return list(series.to_numpy(dtype=np.float32, na_value=np.nan))
+    is_datetime = isinstance(series.dtype, pd.DatetimeTZDtype) or numpy_dtype.kind == "M"
+    if is_datetime and not (series.dt.nanosecond != 0).any():
+        # plain datetimes format several times faster than pandas Timestamps
+        return list(series.dt.to_pydatetime())
     return series.tolist()

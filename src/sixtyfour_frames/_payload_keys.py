@@ -78,10 +78,12 @@ def record_key(text: str) -> str:
 # Vectorised (numpy): every record of a buffer at once
 # ---------------------------------------------------------------------------------------------
 
-_BLOCK_WORDS: Final = 1 << 15  # scratch arrays of 256 KiB: they stay in cache and are reused
+_BLOCK_WORDS: Final = 1 << 16  # scratch arrays of 512 KiB: they stay in cache and are reused
 
 
-def hash_records(data: npt.NDArray[np.uint8], starts: I64, lengths: I64) -> tuple[U64, U64]:
+def hash_records(
+    data: npt.NDArray[np.uint8], starts: I64, lengths: I64, scratch: Scratch | None = None
+) -> tuple[U64, U64]:
     """(h1, h2) of records stored in ``data`` at byte ``starts``, ``lengths`` bytes long.
 
     The last byte of each record is read as ``}`` whatever ``data`` holds there, so a record
@@ -95,7 +97,7 @@ def hash_records(data: npt.NDArray[np.uint8], starts: I64, lengths: I64) -> tupl
     )
     counts = (lengths + 7) // 8
     first = (np.empty(lengths.size, np.uint64), np.empty(lengths.size, np.uint64))
-    scratch = _Scratch()
+    scratch = scratch or Scratch()
     begin = 0
     bounds = np.cumsum(counts)
     while begin < lengths.size:
@@ -109,8 +111,8 @@ def hash_records(data: npt.NDArray[np.uint8], starts: I64, lengths: I64) -> tupl
     return first
 
 
-class _Scratch:
-    """Reusable arrays: in a VM a fresh large allocation can cost more than the arithmetic."""
+class Scratch:
+    """Reusable work arrays: a fresh large allocation can cost more than the arithmetic."""
 
     def __init__(self) -> None:
         self.size = 0
@@ -120,7 +122,7 @@ class _Scratch:
         import numpy as np
 
         if size > self.size:
-            self.size = max(size, _BLOCK_WORDS)
+            self.size = size
             self.arrays = [
                 np.empty(self.size, np.int64),
                 np.empty(self.size, np.uint64),
@@ -131,7 +133,7 @@ class _Scratch:
 
 
 def _hash_block(
-    words_at: U64, starts: I64, lengths: I64, counts: I64, scratch: _Scratch
+    words_at: U64, starts: I64, lengths: I64, counts: I64, scratch: Scratch
 ) -> tuple[U64, U64]:
     import numpy as np
 
@@ -260,8 +262,9 @@ def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U
     groups = _rows_by_buffer(views["buffer"], len(buffers))
     first = np.empty(len(array), np.uint64)
     second = np.empty(len(array), np.uint64)
+    scratch = Scratch()
     for number, rows in groups:
-        lanes = hash_records(buffers[number], starts[rows], sizes[rows] - tail + 1)
+        lanes = hash_records(buffers[number], starts[rows], sizes[rows] - tail + 1, scratch)
         first[rows], second[rows] = lanes
     hex_digits = key_hex(first, second)
     key_at = starts + sizes - 2 - (KEY_LENGTH - 1)  # the first hex digit, after the "k"

@@ -45,6 +45,9 @@ _FIRST_DAY: Final = (dt.date(1, 1, 1) - _EPOCH.date()).days
 _LAST_DAY: Final = (dt.date(9999, 12, 31) - _EPOCH.date()).days
 # Local mean time (offsets with seconds) ended everywhere before 1973 (Africa/Monrovia, 1972).
 _LMT_END: Final = dt.datetime(1973, 1, 1)
+# Polars' time-zone tables stop applying daylight saving in 2100; Python's zoneinfo goes on
+# with each zone's rule, as tzdata intends. Later instants are rendered in Python.
+_RULES_END: Final = dt.datetime(2099, 1, 1)
 _DATE_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
 _RANGE_HINT: Final = (
     "Only the years 1-9999 can be written as ISO-8601 dates; filter or clip the column."
@@ -93,8 +96,10 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
         return col.cast(pl.String).fill_null(pl.lit("null"))
     if dtype.is_float():
         return _float_fragment(series)
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        return json_string_expr(col.cast(pl.String))
+    if dtype == pl.String:
+        return json_string_expr(col)
+    if dtype == pl.Categorical or isinstance(dtype, pl.Enum):
+        return _categorical_fragment(series)
     if dtype == pl.Date:
         days = series.to_physical()
         outside = (days < _FIRST_DAY) | (days > _LAST_DAY)
@@ -119,6 +124,20 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
     if isinstance(dtype, (pl.List, pl.Array, pl.Struct)) or dtype == pl.Object:
         return python_fragments(series, naive)
     raise ColumnRejected(f"dtype {dtype} has no JSON form", 0, "Cast the column first.")
+
+
+def _categorical_fragment(series: pl.Series) -> pl.Expr:
+    """Each category's JSON string, encoded once and looked up by the category's code."""
+    col = pl.col(series.name)
+    codes = series.to_physical()
+    largest: Any = codes.max()
+    if largest is None or largest > 4 * len(series) + 1024:  # a huge shared category pool
+        return json_string_expr(col.cast(pl.String))
+    seen = pl.DataFrame({"code": codes, "value": series}).drop_nulls("code").unique("code")
+    texts = seen.select("code", json_string_expr(pl.col("value").cast(pl.String)).alias("text"))
+    lookup = pl.repeat(None, int(largest) + 1, dtype=pl.String, eager=True)
+    lookup = lookup.scatter(texts.get_column("code"), texts.get_column("text"))
+    return pl.lit(lookup).gather(col.to_physical()).fill_null(pl.lit("null"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,15 +204,15 @@ def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr
             _reject_first(series.is_not_null(), NAIVE_REASON, NAIVE_HINT)
         col = col.dt.replace_time_zone("UTC")
     text = _quoted(_strftime_with_nanos(col, physical, unit, f"{_DATE_FORMAT}%.6f%:z"))
-    lmt_rows = _lmt_rows(series, physical, unit, dtype.time_zone)
-    if lmt_rows is None:
+    odd_rows = _zone_mismatches(series, physical, unit, dtype.time_zone)
+    if odd_rows is None:
         return text
     rendered = series.to_frame().select(text).to_series()
     fixed = [
         _render_instant(int(value), unit, dtype.time_zone, naive)
-        for value in physical.gather(lmt_rows).to_list()
+        for value in physical.gather(odd_rows).to_list()
     ]
-    return rendered.scatter(lmt_rows, fixed)
+    return rendered.scatter(odd_rows, fixed)
 
 
 def _strftime_with_nanos(col: pl.Expr, physical: pl.Series, unit: str, fmt: str) -> pl.Expr:
@@ -205,18 +224,28 @@ def _strftime_with_nanos(col: pl.Expr, physical: pl.Series, unit: str, fmt: str)
     return pl.when(col.dt.nanosecond() % 1000 != 0).then(nano_text).otherwise(micro_text)
 
 
-def _lmt_rows(
+def _zone_mismatches(
     series: pl.Series, physical: pl.Series, unit: str, zone: str | None
 ) -> pl.Series | None:
-    """Rows whose UTC offset has seconds (local mean time), which ``%:z`` would truncate."""
+    """Rows that Polars would write with another offset than Python's zoneinfo.
+
+    ``%:z`` drops the seconds of local-mean-time offsets (New York was UTC-04:56:02 until
+    1883), and Polars applies no daylight saving after 2099.
+    """
     if zone in (None, "UTC"):
         return None
-    first: Any = physical.min()
-    if first is None or first >= _ticks(_LMT_END, unit):
+    early, late = _ticks(_LMT_END, unit), _ticks(_RULES_END, unit)
+    candidates = ((physical < early) | (physical >= late)).fill_null(False)
+    if not candidates.any():
         return None
-    offset = series.dt.base_utc_offset() + series.dt.dst_offset()
-    odd = (offset.dt.total_microseconds() % 60_000_000 != 0).fill_null(False)
-    return odd.arg_true() if odd.any() else None
+    rows = candidates.arg_true()
+    # only non-null rows: a null slot may hold any value (pandas' NaT is -2**63), and Polars
+    # would panic converting it to local time
+    subset = series.gather(rows)
+    offset = subset.dt.base_utc_offset() + subset.dt.dst_offset()
+    has_seconds = offset.dt.total_microseconds() % 60_000_000 != 0
+    odd = rows.filter((has_seconds | (subset.to_physical() >= late)).fill_null(False))
+    return odd if len(odd) else None
 
 
 def _render_instant(value: int, unit: str, zone: str | None, naive: NaiveDatetimePolicy) -> str:

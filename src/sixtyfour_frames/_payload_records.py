@@ -115,6 +115,9 @@ def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
     allocations are slow) and bound the scratch memory.
     """
     starts = range(0, frame.height, CHUNK_ROWS)
+    if len(starts) == 1:
+        yield _encode_chunk(frame, record)
+        return
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="sixtyfour-payload") as pool:
         pending: deque[Future[_Chunk]] = deque()
         for start in starts:
@@ -129,6 +132,8 @@ def _encode_chunk(frame: pl.DataFrame, record: pl.Expr) -> _Chunk:
     import polars as pl
 
     texts = frame.select(record.alias("text")).to_series()
+    if not numpy_available():  # Polars does not need numpy; the keys are then slower
+        return _stamp_in_python(texts.to_list())
     stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.newest()), _TAIL_BYTES)
     if stamped is None:  # an unexpected memory layout: the same keys, value by value
         return _stamp_in_python(texts.to_list())
@@ -228,11 +233,9 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
         assert isinstance(column.values, list)
         with _column_errors(column, table.row_label):
             columns.append(encode_values(column.values, naive))
-    prefixes = _field_prefixes(table)
-    texts = [
-        "".join([part for pair in zip(prefixes, row, strict=True) for part in pair]) + "}"
-        for row in zip(*columns, strict=True)
-    ]
+    # one %-template per record: {"a":%s,"b":%s} (a "%" in a name is doubled)
+    template = "".join(prefix.replace("%", "%%") + "%s" for prefix in _field_prefixes(table)) + "}"
+    texts = [template % row for row in zip(*columns, strict=True)]
     keys = _python_keys(texts)
     first: dict[str, str] = {}
     for key, text in zip(keys, texts, strict=True):
@@ -242,8 +245,14 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
 
 def _python_keys(texts: list[str]) -> list[str]:
     """The keys of record texts (without the key field), vectorised when numpy is there."""
+    if not numpy_available():
+        return [record_key(text) for text in texts]
+    return keys_of_texts([text.encode("utf-8") for text in texts])
+
+
+def numpy_available() -> bool:
     try:
         import numpy  # noqa: F401
     except ImportError:
-        return [record_key(text) for text in texts]
-    return keys_of_texts([text.encode("utf-8") for text in texts])
+        return False
+    return True

@@ -30,7 +30,9 @@ NAIVE_HINT: Final = (
     "Give the column a time zone (pandas: .dt.tz_localize('UTC'), Polars: "
     ".dt.replace_time_zone('UTC')), or pass naive_datetimes='utc' to send naive values as UTC."
 )
-INFINITY_HINT: Final = "Replace infinities before sending (e.g. with null or a large finite number)."
+INFINITY_HINT: Final = (
+    "Replace infinities before sending (e.g. with null or a large finite number)."
+)
 NAIVE_REASON: Final = "naive datetime (no time zone) is ambiguous"
 _OBJECT_HINT: Final = "Convert the column to str, a number, a date or a list/dict first."
 
@@ -143,21 +145,6 @@ def _format_numpy_float(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def format_offset(offset: dt.timedelta) -> str:
-    """``±HH:MM``, with ``:SS`` only when the offset has seconds (historical local mean time)."""
-    sign = "-" if offset < dt.timedelta(0) else "+"
-    total = abs(offset)
-    seconds = total.days * 86400 + total.seconds
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{sign}{hours:02d}:{minutes:02d}"
-    if secs or total.microseconds:
-        text += f":{secs:02d}"
-    if total.microseconds:
-        text += f".{total.microseconds:06d}"
-    return text
-
-
 def format_wall_time(value: dt.datetime | dt.time, nanos: int = 0) -> str:
     """``HH:MM:SS.ffffff``: always microseconds, nine digits when nanoseconds are set."""
     fraction = f"{value.microsecond:06d}" + (f"{nanos:03d}" if nanos else "")
@@ -165,13 +152,19 @@ def format_wall_time(value: dt.datetime | dt.time, nanos: int = 0) -> str:
 
 
 def format_datetime(value: dt.datetime, naive: NaiveDatetimePolicy, nanos: int = 0) -> str:
-    """ISO-8601 with the value's own offset: ``2024-01-01T12:00:00.000000-05:00``."""
-    offset = value.utcoffset()
-    if offset is None:
+    """ISO-8601 with the value's own offset: ``2024-01-01T12:00:00.000000-05:00``.
+
+    Always six fraction digits, nine when ``nanos`` (0-999) is set; an offset with seconds
+    keeps them (``-04:56:02``), as ``datetime.isoformat`` writes it.
+    """
+    text = dt.datetime.isoformat(value, timespec="microseconds")
+    if value.utcoffset() is None:
         if naive != "utc":
             raise RejectedValue(NAIVE_REASON, NAIVE_HINT)
-        offset = dt.timedelta(0)
-    return f'"{value.date().isoformat()}T{format_wall_time(value, nanos)}{format_offset(offset)}"'
+        text += "+00:00"
+    if nanos:
+        text = f"{text[:26]}{nanos:03d}{text[26:]}"  # after "YYYY-MM-DDTHH:MM:SS.ffffff"
+    return f'"{text}"'
 
 
 def format_time(value: dt.time, nanos: int = 0) -> str:
@@ -255,18 +248,18 @@ def format_decimal(value: decimal.Decimal) -> str:
     return f'"{value:f}"'
 
 
-def _is_pandas_missing(value: object) -> bool:
-    """pd.NA and pd.NaT, recognised without importing pandas."""
-    kind = type(value)
-    return kind.__name__ in ("NAType", "NaTType") and kind.__module__.startswith("pandas")
+Handler = Callable[[Any, int], str]
 
 
 class ValueEncoder:
-    """Encode arbitrary Python values, one at a time, into canonical JSON text."""
+    """Encode arbitrary Python values, one at a time, into canonical JSON text.
+
+    The converter is chosen by the value's type, once per type (then cached).
+    """
 
     def __init__(self, naive: NaiveDatetimePolicy) -> None:
         self.naive = naive
-        self._exact: dict[type, Callable[[Any, int], str]] = {
+        self._handlers: dict[type, Handler] = {
             str: lambda v, d: format_string(v),
             int: lambda v, d: int.__repr__(v),
             float: lambda v, d: format_float64(v),
@@ -279,41 +272,40 @@ class ValueEncoder:
 
     def encode(self, value: object, depth: int = 0) -> str:
         """The JSON text for ``value``; raises :class:`RejectedValue` when it has none."""
-        exact = self._exact.get(type(value))
-        if exact is not None:
-            return exact(value, depth)
-        return self._encode_other(value, depth)
+        kind = type(value)
+        handler = self._handlers.get(kind)
+        if handler is None:
+            handler = self._handlers[kind] = self._handler_for(kind)
+        return handler(value, depth)
 
-    def _encode_other(self, value: Any, depth: int) -> str:
-        if _is_pandas_missing(value):
-            return "null"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str):
-            return format_string(value)
-        if isinstance(value, int):
-            return int.__repr__(value)
-        if isinstance(value, float):
-            return format_float64(float(value))
-        if isinstance(value, dt.datetime):
-            return format_datetime(value, self.naive, int(getattr(value, "nanosecond", 0)))
-        if isinstance(value, dt.date):
-            return f'"{value.isoformat()}"'
-        if isinstance(value, dt.time):
-            return format_time(value)
-        if isinstance(value, dt.timedelta):
-            return format_duration_nanos(_timedelta_nanos(value))
-        if isinstance(value, decimal.Decimal):
-            return format_decimal(value)
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            raise RejectedValue("bytes cannot be sent as JSON text", _BYTES_HINT)
-        if isinstance(value, Mapping):
-            return self._mapping(value, depth)
-        if isinstance(value, (list, tuple)):
-            return self._sequence(value, depth)
-        if type(value).__module__ == "numpy":
-            return self._numpy(value, depth)
-        raise RejectedValue(f"values of type {_type_name(value)} have no JSON form", _OBJECT_HINT)
+    def _handler_for(self, kind: type) -> Handler:
+        if kind.__name__ in ("NAType", "NaTType") and kind.__module__.startswith("pandas"):
+            return lambda v, d: "null"
+        if issubclass(kind, bool):
+            return lambda v, d: "true" if v else "false"
+        if issubclass(kind, str):
+            return lambda v, d: format_string(str(v))
+        if issubclass(kind, int):
+            return lambda v, d: int.__repr__(int(v))
+        if issubclass(kind, float):
+            return lambda v, d: format_float64(float(v))
+        if issubclass(kind, dt.datetime):
+            return lambda v, d: format_datetime(v, self.naive, int(getattr(v, "nanosecond", 0)))
+        if issubclass(kind, dt.date):
+            return lambda v, d: f'"{v.isoformat()}"'
+        if issubclass(kind, dt.time):
+            return lambda v, d: format_time(v)
+        if issubclass(kind, dt.timedelta):
+            return lambda v, d: format_duration_nanos(_timedelta_nanos(v))
+        if issubclass(kind, decimal.Decimal):
+            return lambda v, d: format_decimal(v)
+        if issubclass(kind, Mapping):
+            return self._mapping
+        if issubclass(kind, list):
+            return self._sequence
+        if kind.__module__ == "numpy":
+            return self._numpy
+        return _rejection_for(kind)
 
     def _numpy(self, value: Any, depth: int) -> str:
         import numpy as np
@@ -336,7 +328,9 @@ class ValueEncoder:
             return format_string(str(value))
         if isinstance(value, np.bytes_):
             raise RejectedValue("bytes cannot be sent as JSON text", _BYTES_HINT)
-        raise RejectedValue(f"values of type {_type_name(value)} have no JSON form", _OBJECT_HINT)
+        raise RejectedValue(
+            f"values of type {_type_name(type(value))} have no JSON form", _OBJECT_HINT
+        )
 
     def enter(self, depth: int) -> int:
         """The depth one level down; rejects values nested deeper than MAX_DEPTH."""
@@ -357,15 +351,36 @@ class ValueEncoder:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise RejectedValue(
-                    f"dict key {key!r} ({_type_name(key)}) is not a string",
+                    f"dict key {key!r} ({_type_name(type(key))}) is not a string",
                     "JSON object keys must be strings; convert the keys first.",
                 )
             parts.append(f"{format_string(key)}:{self.encode(item, inner)}")
         return "{" + ",".join(parts) + "}"
 
 
-def _type_name(value: object) -> str:
-    """``complex``, ``pandas.Period``, ``numpy.complex128``: the type as users know it."""
-    kind = type(value)
-    package = kind.__module__.split(".")[0]
-    return kind.__qualname__ if package == "builtins" else f"{package}.{kind.__qualname__}"
+_SHORT_MODULES: Final = frozenset({"numpy", "pandas", "polars", "pyarrow"})
+
+
+def _rejection_for(kind: type) -> Handler:
+    """The handler of a type with no JSON form: it raises, naming the type."""
+    if issubclass(kind, (bytes, bytearray, memoryview)):
+        reason, hint = "bytes cannot be sent as JSON text", _BYTES_HINT
+    elif issubclass(kind, tuple):  # a named tuple would lose its names as an array
+        reason = f"values of type {_type_name(kind)} have no JSON form"
+        hint = "Convert them to dicts (._asdict()) or plain lists first."
+    else:
+        reason, hint = f"values of type {_type_name(kind)} have no JSON form", _OBJECT_HINT
+
+    def reject(value: Any, depth: int) -> str:
+        raise RejectedValue(reason, hint)
+
+    return reject
+
+
+def _type_name(kind: type) -> str:
+    """``complex``, ``pandas.Period``, ``mymodule.Custom``: the type as users know it."""
+    module = kind.__module__
+    if module == "builtins":
+        return kind.__qualname__
+    package = module.split(".")[0]
+    return f"{package if package in _SHORT_MODULES else module}.{kind.__qualname__}"

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
 
-# Statuses where the server did not act on the request and asks us to come back.
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses worth another attempt. 408 and 429 are refusals before any work (the request was
+# not processed); a 5xx may come after the server acted, so for a POST it leaves the outcome open.
+_NOT_PROCESSED_STATUSES = frozenset({408, 429})
+_RETRY_STATUSES = _NOT_PROCESSED_STATUSES | {500, 502, 503, 504}
 # 409 on POST /workflows/run means "this Idempotency-Key is in flight": wait and replay it.
 _RETRY_ON_POST_RUN = _RETRY_STATUSES | {409}
 
@@ -28,9 +30,16 @@ class Attempt(Enum):
 
     OK = "ok"
     NOT_SENT = "not_sent"  # the connection never opened: the server cannot have acted
+    CANNOT_CONNECT = "cannot_connect"  # nothing was sent, and retrying cannot help (TLS)
     AMBIGUOUS = "ambiguous"  # sent, then the connection failed: the server may have acted
-    RETRYABLE_STATUS = "retryable_status"
+    NOT_PROCESSED = "not_processed"  # 408/429: refused before any work; worth another attempt
+    RETRYABLE_STATUS = "retryable_status"  # 5xx (and 409 on a run): the server may have acted
     FINAL_STATUS = "final_status"
+
+    @property
+    def may_have_acted(self) -> bool:
+        """True when the server may have acted on this attempt without our knowing the result."""
+        return self in (Attempt.AMBIGUOUS, Attempt.RETRYABLE_STATUS)
 
 
 @dataclass(frozen=True)
@@ -62,25 +71,31 @@ def is_retryable_status(status: int, *, post_run: bool = False) -> bool:
     return status in (_RETRY_ON_POST_RUN if post_run else _RETRY_STATUSES)
 
 
+def was_not_processed(status: int) -> bool:
+    """408 and 429 are refusals before the server did anything with the request."""
+    return status in _NOT_PROCESSED_STATUSES
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
 
     Malformed values (``inf``, ``nan``, negative numbers, absurd dates, empty strings) give
     ``None`` so the caller falls back to its own backoff instead of crashing or waiting forever.
     """
-    millis = _finite_non_negative(headers.get("retry-after-ms"))
+    millis = finite_non_negative(headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000.0
     raw = (headers.get("retry-after") or "").strip()
     if not raw:
         return None
-    seconds = _finite_non_negative(raw)
+    seconds = finite_non_negative(raw)
     if seconds is not None:
         return seconds
     return _seconds_until_http_date(raw, now=now)
 
 
-def _finite_non_negative(raw: str | None) -> float | None:
+def finite_non_negative(raw: str | None) -> float | None:
+    """``raw`` as a number of seconds, or None when it is missing, not a number, ±inf, NaN or < 0."""
     if raw is None:
         return None
     try:

@@ -51,7 +51,6 @@ class Submitter:
         self._ledger = ledger
         self._sleep = sleep
         self._specs = specs_override
-        self.adopted: set[str] = set()  # job ids taken over through the runs list: verify rows
 
     def submit(self, submission: Submission, records_json: bytes) -> Submission:
         if submission.state is SubmissionState.AMBIGUOUS:
@@ -96,6 +95,10 @@ class Submitter:
         self._ledger.mark(submission.fingerprint, SubmissionState.AMBIGUOUS, error=str(error))
         try:
             resolved = self._reconcile(submission, settle=True)
+        except AmbiguousSubmitError as several:
+            # Several candidate runs: that error already names them. Catching it below as a
+            # list failure would drop the candidates and claim the list could not be read.
+            raise several from error
         except SixtyfourError as list_error:
             raise AmbiguousSubmitError(
                 f"a run of workflow {submission.workflow_id} may have been started, and the list "
@@ -111,7 +114,7 @@ class Submitter:
             SubmissionState.FAILED_NO_RUN,
             error="no run was created by the ambiguous attempt",
         )
-        raise _NoRunWasCreated(submission.fingerprint)
+        raise _NoRunWasCreated(submission.fingerprint, error)
 
     def _reconcile(self, submission: Submission, *, settle: bool) -> Submission | None:
         """Adopt the one run that only this submission can explain; None if there is none."""
@@ -122,7 +125,8 @@ class Submitter:
         if len(candidates) > 1:
             raise AmbiguousSubmitError(
                 f"{len(candidates)} runs of workflow {submission.workflow_id} started since this "
-                "submission and none is known to the ledger; the library will not guess which is ours",
+                "submission and none is known to the ledger; the library will not guess which is "
+                "ours.",
                 idempotency_key=submission.idempotency_key,
                 workflow_id=submission.workflow_id,
                 candidates=[run.job_id for run in candidates],
@@ -130,8 +134,9 @@ class Submitter:
         if not candidates:
             return None
         job_id = candidates[0].job_id
+        # Another client's run can be the one candidate: the orchestrator checks the run's row
+        # keys against this submission's records once it has downloaded them.
         logger.warning("adopting run %s for an ambiguous submission", job_id)
-        self.adopted.add(job_id)
         return self._ledger.mark_submitted(
             submission.fingerprint, job_id=job_id, already_started=True
         )
@@ -147,10 +152,14 @@ class Submitter:
 
 
 class _NoRunWasCreated(Exception):
-    """Internal: an ambiguous submission proved to have created nothing; submit it afresh."""
+    """Internal: an ambiguous submission proved to have created nothing; it may be sent afresh.
 
-    def __init__(self, fingerprint: str) -> None:
+    ``error`` is what made the attempt ambiguous, for the caller to raise when it stops trying.
+    """
+
+    def __init__(self, fingerprint: str, error: SixtyfourError) -> None:
         self.fingerprint = fingerprint
+        self.error = error
         super().__init__(fingerprint)
 
 
