@@ -46,7 +46,9 @@ def attach(
             workflow_id = workflow_id or status.workflow_id
             if ROW_KEY in table.column_names:
                 keys = [k for k in table.column(ROW_KEY).to_pylist() if k]
-                scope = cache_scope(workflow_id, options.get("specs_override"))
+                scope = cache_scope(
+                    workflow_id, options.get("specs_override"), base_url=api.base_url
+                )
                 book.cache_put(scope, keys, job_id)
             tables.append(table)
         if frame is None:

@@ -23,9 +23,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def cache_scope(workflow_id: str, specs_override: Mapping[str, Any] | None) -> str:
-    """Rows enriched by the same workflow with the same overrides may be reused."""
-    text = canonical_json({"workflow_id": workflow_id, "specs_override": specs_override})
+def cache_scope(
+    workflow_id: str, specs_override: Mapping[str, Any] | None, *, base_url: str
+) -> str:
+    """Rows enriched by the same workflow, overrides and API server may be reused.
+
+    The server is part of the scope so that rows from a local emulator (or a staging API) are
+    never served as if the production API had produced them.
+    """
+    text = canonical_json(
+        {"api": base_url.rstrip("/"), "workflow_id": workflow_id, "specs_override": specs_override}
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sixtyfour_frames._client import Client
 from sixtyfour_frames._ledger import Ledger
@@ -11,6 +14,24 @@ from sixtyfour_frames._ledger import Ledger
 # Seconds of emulated server time per row per block: ~185 distinct rows take about 15 s,
 # long enough to watch the bar move.
 DEMO_PACE = 0.04
+DEMO_PORT = 6464
+
+
+@contextlib.contextmanager
+def _demo_emulator() -> Iterator[Any]:
+    """The emulator on a fixed port: the ledger's row cache is per API server (URL), so a
+    second demo reuses the first one's rows only when it talks to the same URL."""
+    from sixtyfour_frames.emulator import Emulator
+
+    try:
+        emu = Emulator(port=DEMO_PORT, pace=DEMO_PACE).start()
+    except OSError:
+        print(f"Port {DEMO_PORT} is busy; using a free port (the ledger's rows cannot be reused).")
+        emu = Emulator(pace=DEMO_PACE).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
 
 
 def run_demo(*, input_path: Path, output_path: Path, ledger_home: Path) -> int:
@@ -21,7 +42,7 @@ def run_demo(*, input_path: Path, output_path: Path, ledger_home: Path) -> int:
 
     frame = pd.read_csv(input_path)
     print(f"Read {len(frame)} rows from {input_path}.")
-    with Emulator(pace=DEMO_PACE) as emu, Ledger(ledger_home) as ledger:
+    with _demo_emulator() as emu, Ledger(ledger_home) as ledger:
         print(f"Sixtyfour emulator listening on {emu.base_url}; ledger at {ledger.home}.")
         with Client(api_key=emu.api_key, base_url=emu.base_url) as client:
             started = time.perf_counter()

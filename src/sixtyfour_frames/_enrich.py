@@ -177,7 +177,9 @@ class EnrichJob:
         self._clock: Callable[[], float] = self._client._clock
         self._owns_ledger = ledger is None
         self._ledger = ledger or Ledger()
-        self._scope = cache_scope(self.workflow_id, options.specs_override)
+        self._scope = cache_scope(
+            self.workflow_id, options.specs_override, base_url=self._client.base_url
+        )
         self._cached_tables: list[pa.Table] = []
         self._works: list[_Work] = []
         self._pending: deque[_Work] = deque()

@@ -353,15 +353,14 @@ def _polars_knows_zone(zone: str) -> bool:
 def _python_values(series: pd.Series[Any]) -> list[Any]:
     """The column's values as Python objects, keeping what ``tolist()`` would lose."""
     import numpy as np
-
     import pandas as pd
 
     numpy_dtype = getattr(series.dtype, "numpy_dtype", series.dtype)
     if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind == "f" and numpy_dtype.itemsize < 8:
         # float32 keeps its own (shorter) text: iterate numpy scalars, not widened floats.
         return list(series.to_numpy(dtype=np.float32, na_value=np.nan))
-    is_datetime = isinstance(series.dtype, pd.DatetimeTZDtype) or numpy_dtype.kind == "M"
-    if is_datetime and not (series.dt.nanosecond != 0).any():
+    values = series.array
+    if isinstance(values, pd.arrays.DatetimeArray) and not (values.nanosecond != 0).any():
         # plain datetimes format several times faster than pandas Timestamps
-        return list(series.dt.to_pydatetime())
+        return list(values.to_pydatetime())
     return series.tolist()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sixtyfour_frames._chunks import cache_scope
+from sixtyfour_frames._client import Client
+from sixtyfour_frames._config import BASE_URL_ENV, DEFAULT_BASE_URL
 from sixtyfour_frames._enrich import EnrichOptions
 from sixtyfour_frames._errors import InvalidArgumentError, SerializationError
 from sixtyfour_frames._frames import eager
@@ -42,9 +45,15 @@ def preview(
     *,
     sample: int = 5,
     ledger: Ledger | None = None,
+    client: Client | None = None,
     **kwargs: Any,
 ) -> Preview:
-    """Build and validate the payload and check the ledger's row cache; send nothing."""
+    """Build and validate the payload and check the ledger's row cache; send nothing.
+
+    The cache is looked up for ``client``'s API server (default: ``SIXTYFOUR_BASE_URL`` or the
+    production API); no API key is needed.
+    """
+    base_url = client.base_url if client is not None else _configured_base_url()
     unknown = set(kwargs) - set(EnrichOptions.__dataclass_fields__)
     if unknown:
         raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}.")
@@ -60,7 +69,7 @@ def preview(
     except SerializationError as error:
         return Preview(workflow_id=workflow_id, error=error)
     cached = _cached_count(
-        payload.unique_keys, workflow_id, options.specs_override, options, ledger
+        payload.unique_keys, workflow_id, options.specs_override, options, ledger, base_url
     )
     return Preview(
         workflow_id=workflow_id,
@@ -73,19 +82,25 @@ def preview(
     )
 
 
+def _configured_base_url() -> str:
+    return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
 def _cached_count(
     keys: list[str],
     workflow_id: str,
     specs_override: Mapping[str, Any] | None,
     options: EnrichOptions,
     ledger: Ledger | None,
+    base_url: str,
 ) -> int:
     if not options.cache or options.refresh:
         return 0
     own = ledger is None
     book = ledger or Ledger()
     try:
-        return len(book.cache_lookup(cache_scope(workflow_id, specs_override), keys))
+        scope = cache_scope(workflow_id, specs_override, base_url=base_url)
+        return len(book.cache_lookup(scope, keys))
     finally:
         if own:
             book.close()

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sixtyfour_frames._client import Client
 from sixtyfour_frames._config import API_KEY_ENV, BASE_URL_ENV
 from sixtyfour_frames._enrich import EnrichInterrupted
 from sixtyfour_frames._errors import SixtyfourError
+from sixtyfour_frames._ledger_files import HOME_ENV as LEDGER_HOME_ENV
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -57,10 +59,12 @@ def _maybe_emulator(wanted: bool) -> Iterator[None]:
         return
     from sixtyfour_frames.emulator import Emulator
 
-    saved = {name: os.environ.get(name) for name in (API_KEY_ENV, BASE_URL_ENV)}
-    with Emulator() as emu:
+    saved = {name: os.environ.get(name) for name in (API_KEY_ENV, BASE_URL_ENV, LEDGER_HOME_ENV)}
+    # A throwaway emulator gets a throwaway ledger: its rows must not sit in the user's ledger.
+    with Emulator() as emu, tempfile.TemporaryDirectory(prefix="sixtyfour-emulator-") as home:
         os.environ[API_KEY_ENV] = emu.api_key
         os.environ[BASE_URL_ENV] = emu.base_url
+        os.environ.setdefault(LEDGER_HOME_ENV, home)
         try:
             yield
         finally:
