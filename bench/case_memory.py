@@ -1,8 +1,8 @@
 """Case 4: peak memory (RSS growth) of an enrich call, over the payload's size in bytes.
 
 Each measurement runs in a fresh child process (this file with ``--child``), so that nothing the
-parent allocated counts. The child builds its frame (and, for the pipeline, the result CSV)
-first, then resets the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``, Linux), reads
+parent allocated counts. The child builds its frame (and, for the pipeline, reads the result CSV
+the parent wrote) first, then resets the kernel's peak-RSS mark (``echo 5 > /proc/self/clear_refs``, Linux), reads
 its RSS, runs the measured call and reads the peak again: the growth is the peak during the call
 minus the RSS before it. On Linux the peak is read as ``VmHWM`` from ``/proc/self/status``, the
 process's own high-water mark: ``ru_maxrss`` is the same mark but also keeps the peak of the

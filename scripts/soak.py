@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="how many seeds (default 20)")
     parser.add_argument("--first-seed", type=int, help="seeds first-seed, first-seed+1, …")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--skip-known-bugs", action="store_true", help="leave out known bugs")
     parser.add_argument("--no-crash-points", action="store_true", help="skip the crash test")
     args = parser.parse_args(argv)

@@ -1089,7 +1089,9 @@ def a13_retry_budget_bounds_a_storm(env: Env) -> Outcome:
     return env.finish(runs=STORM, rows=STORM)
 
 
-@scenario("A13", SYNC)
+# Seed-independent in effect (exact counts by design): the client-level storm above carries the
+# interleavings that seeds vary, so the soak plays this slower one once.
+@scenario("A13", SYNC, seeded=False)
 def a13_a_storm_through_the_journal_ends_ambiguous_then_resolves(env: Env) -> Outcome:
     client, ledger = env.client(), env.ledger()
     frames = [company_frame(1, start=i, tag="Storm") for i in range(STORM)]
@@ -1118,12 +1120,7 @@ def a13_a_storm_through_the_journal_ends_ambiguous_then_resolves(env: Env) -> Ou
     return env.finish(runs=STORM, rows=STORM)
 
 
-@scenario(
-    "A13",
-    SYNC,
-    known_bug="_enrich.py _submit: `except NoRunWasCreated: continue` resubmits with a fresh key "
-    "forever while the API keeps failing",
-)
+@scenario("A13", SYNC)
 def a13_a_persistent_outage_is_not_resubmitted_forever(env: Env) -> Outcome:
     client, ledger = env.client(), env.ledger()
     rounds = 3  # §3.3 allows a fresh-key resubmit once no run is proven; not an endless loop
@@ -1520,13 +1517,7 @@ def c23_cancel_after_completion(env: Env) -> Outcome:
     return env.finish(runs=1, rows=3)
 
 
-@scenario(
-    "C23",
-    SYNC,
-    known_bug="_enrich.py EnrichJob.cancel (and _cancel_quietly) ignore the cancel answer: a run "
-    "that already completed is marked CANCELLED, its paid rows are never downloaded, and the "
-    "next call pays for it again",
-)
+@scenario("C23", SYNC)
 def c23_cancel_after_completion_during_enrich(env: Env) -> Outcome:
     client, ledger = env.client(), env.ledger()
     frame = company_frame(3)
@@ -1705,14 +1696,18 @@ def d27_another_clients_run_is_never_adopted(env: Env) -> Outcome:
 @scenario(
     "D27",
     SYNC,
-    known_bug="_enrich.py _verify_adopted returns early when the adopted run has no row-key "
-    "column, so an unverifiable run of another client is adopted (and marked COMPLETED) blindly",
+    known_bug="_enrich.py _check_rows_are_ours/_holds_only_other_records: an output without "
+    "the row-key column counts as ours, so a run adopted from the runs list that cannot be "
+    "verified is marked COMPLETED for these records (then the join fails, on every re-run)",
 )
 def d27_an_unverifiable_run_is_not_adopted(env: Env) -> Outcome:
     client, ledger = _foreign_run_in_the_window(env, [{"company_name": "Other Co"}])
     error = env.expect(SixtyfourError, env.enrich, company_frame(3), client=client, ledger=ledger)
-    assert isinstance(error, AmbiguousSubmitError), f"adopted blindly: {error!r}"
-    assert ledger.submissions()[0].state is S.AMBIGUOUS
+    (submission,) = ledger.submissions()
+    # Whatever the fix, the run it cannot verify is not recorded as this chunk's results, and
+    # the error says why (not "the workflow dropped the row key", which it did not).
+    assert submission.state is not S.COMPLETED, f"adopted blindly: {error!r}"
+    assert isinstance(error, AmbiguousSubmitError) or "adopted" in str(error), repr(error)
     return env.finish(runs=0, rows=0)
 
 

@@ -837,17 +837,22 @@ def test_rerunning_an_interrupted_refresh_pays_for_each_chunk_once(
 
 
 def max_runs_open(emu: Emulator) -> int:
-    """Most runs between their creation and their results request, from the request log."""
+    """Most runs in progress at once: from its creation to the poll that saw it finish.
+
+    A finished run waiting for its download no longer occupies a slot: the next chunk may
+    start while it downloads.
+    """
+    requests = emu.requests()
     created = iter(run.job_id for run in emu.runs())
-    open_runs: set[str] = set()
-    most = 0
-    for request in emu.requests():
+    opened: dict[str, int] = {}
+    last_poll: dict[str, int] = {}
+    for index, request in enumerate(requests):
         if request.route == "run":
-            open_runs.add(next(created))
-        elif request.route == "download_links":
-            open_runs.discard(request.path.split("/")[3])  # /workflows/runs/{id}/results/…
-        most = max(most, len(open_runs))
-    return most
+            opened[next(created)] = index
+        elif request.route == "live_status":
+            last_poll[request.path.split("/")[3]] = index  # /workflows/runs/{id}/live_status
+    spans = [(start, last_poll.get(job, start)) for job, start in opened.items()]
+    return max(sum(1 for s, e in spans if s <= i <= e) for i in range(len(requests)))
 
 
 def test_max_concurrent_runs_is_respected(emu: Emulator, client: Client, ledger: Ledger) -> None:

@@ -184,7 +184,6 @@ def test_A13_a_storm_through_the_journal_ends_ambiguous_then_resolves(make_env: 
     check(fm.a13_a_storm_through_the_journal_ends_ambiguous_then_resolves, make_env("sync"))
 
 
-@known_bug("a13_a_persistent_outage_is_not_resubmitted_forever")
 def test_A13_a_persistent_outage_is_not_resubmitted_forever(make_env: MakeEnv) -> None:
     check(fm.a13_a_persistent_outage_is_not_resubmitted_forever, make_env("sync"))
 
@@ -267,7 +266,6 @@ def test_C23_cancel_after_completion(make_env: MakeEnv, api_kind: str) -> None:
     check(fm.c23_cancel_after_completion, make_env(api_kind))
 
 
-@known_bug("c23_cancel_after_completion_during_enrich")
 def test_C23_cancel_after_completion_during_enrich(make_env: MakeEnv) -> None:
     check(fm.c23_cancel_after_completion_during_enrich, make_env("sync"))
 

@@ -10,6 +10,7 @@ the very same payload.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import random
@@ -247,6 +248,44 @@ def test_an_unexpected_memory_layout_gives_the_same_payload(
     fast = build_payload(source, naive_datetimes="utc")
     monkeypatch.setattr(records_module, "hash_and_stamp", lambda array, tail: None)
     assert build_payload(source, naive_datetimes="utc") == fast
+
+
+def _flat_polars_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "s": ["Acme", None, 'q"\x00é😀'],
+            "c": pl.Series(["x", None, "y"], dtype=pl.Categorical),
+            "e": pl.Series(["lo", "hi", None], dtype=pl.Enum(["lo", "hi"])),
+            "i": pl.Series([2**100, None, -1], dtype=pl.Int128),
+            "f": [0.1 + 0.2, float("nan"), None],
+            "f32": pl.Series([0.1, None, 3.5], dtype=pl.Float32),
+            "b": [True, None, False],
+            "d": [dt.date(5, 1, 1), None, dt.date(2024, 2, 29)],
+            "t": pl.Series(
+                [dt.datetime(2024, 1, 1, 12), None, dt.datetime(2000, 6, 1)]
+            ).dt.replace_time_zone("Europe/Paris"),
+            "span": [dt.timedelta(seconds=-1.5), None, dt.timedelta(0)],
+            "clock": [dt.time(1, 2, 3, 4), None, dt.time(0)],
+            "dec": pl.Series(
+                [decimal.Decimal("1.10"), None, decimal.Decimal("-3.00")], dtype=pl.Decimal(5, 2)
+            ),
+            "n": pl.Series([None, None, None], dtype=pl.Null),
+            "": [1, 2, 3],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [lambda frame: frame, lambda frame: frame.drop("i").to_pandas()],  # no Int128 in pandas
+)
+def test_both_ways_of_building_records_give_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch, convert: Any
+) -> None:
+    source = convert(_flat_polars_frame())
+    native = build_payload(source)
+    monkeypatch.setattr(records_module, "NATIVE_RECORDS", False)
+    assert build_payload(source) == native
 
 
 def test_chunking_and_threads_do_not_change_the_payload(monkeypatch: pytest.MonkeyPatch) -> None:

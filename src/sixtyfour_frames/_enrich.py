@@ -136,6 +136,8 @@ class _Work:
     table: pa.Table | None = None
     error: RunError | None = None
     submitted_at: float = 0.0
+    polls: int = 0  # each run keeps its own poll schedule: a new run starts short again
+    next_poll_at: float = 0.0
 
     @property
     def job_id(self) -> str | None:
@@ -423,6 +425,8 @@ class EnrichJob:
             sub = self._submit_locked(work, body_hash)
         work.submission = sub
         work.submitted_at = self._clock()
+        # A run just started cannot be done yet: its first poll waits one short interval.
+        work.next_poll_at = work.submitted_at + as_schedule(self.options.poll).interval(0)
         job_id = sub.job_id or ""
         self._active[job_id] = work
         if self._tracker is not None:
@@ -472,34 +476,44 @@ class EnrichJob:
     def _drive(self, timeout: float | None) -> None:
         schedule = as_schedule(self.options.poll)
         deadline = None if timeout is None else self._clock() + timeout
-        polls = 0
         while self._pending or self._active:
             self._fill_slots()
-            for work in list(self._active.values()):
-                self._poll(work)
+            ready = [work for work in self._due() if self._poll(work, schedule)]
+            for work in ready:  # free the slots first: the next chunks start while these download
+                self._active.pop(work.job_id or "", None)
+            self._fill_slots()
+            for work in ready:
+                self._collect(work)
             if not self._active and not self._pending:
                 break
-            self._fill_slots()
             if deadline is not None and self._clock() >= deadline:
                 raise WaitTimeoutError(
                     ", ".join(self._active), timeout=timeout or 0.0, last_status="running"
                 )
-            delay = schedule.interval(polls)
-            if deadline is not None:
-                delay = max(0.0, min(delay, deadline - self._clock()))
-            self._pause(delay)
-            polls += 1
+            self._pause(self._until_next_poll(deadline))
 
-    def _poll(self, work: _Work) -> None:
+    def _due(self) -> list[_Work]:
+        now = self._clock()
+        return [work for work in self._active.values() if work.next_poll_at <= now]
+
+    def _until_next_poll(self, deadline: float | None) -> float:
+        wake = min((work.next_poll_at for work in self._active.values()), default=self._clock())
+        if deadline is not None:
+            wake = min(wake, deadline)
+        return max(0.0, wake - self._clock())
+
+    def _poll(self, work: _Work, schedule: PollSchedule) -> bool:
+        """Read one run's live status; True when it completed and its rows can be collected."""
         job_id = work.job_id or ""
         if work.submission is not None and work.submission.state is SubmissionState.COMPLETED:
-            self._collect(work)
-            return
+            return True
+        work.next_poll_at = self._clock() + schedule.interval(work.polls)
+        work.polls += 1
         try:
             status = self._client.live_status(job_id)
         except NotFoundError:
-            if self._clock() - work.submitted_at < as_schedule(self.options.poll).not_found_grace:
-                return  # a new run can be briefly unknown
+            if self._clock() - work.submitted_at < schedule.not_found_grace:
+                return False  # a new run can be briefly unknown
             raise
         crash_point("during_polling")
         if self._tracker is not None:
@@ -508,12 +522,11 @@ class EnrichJob:
             done = finished_or_raise(status, job_id)
         except RunFailedError as error:
             self._ended(work, SubmissionState.FAILED, error, status)
-            return
+            return False
         except RunCancelledError as error:
             self._ended(work, SubmissionState.CANCELLED, error, status)
-            return
-        if done:
-            self._collect(work)
+            return False
+        return done
 
     def _ended(
         self, work: _Work, state: SubmissionState, error: RunError, status: LiveStatus

@@ -1,7 +1,9 @@
 """Vectorised per-dtype converters for Polars columns.
 
-Each column becomes a Polars expression that yields, for every row, the value's JSON text
-(``null`` for a missing value), byte for byte what ``_payload_values`` would write. Checks run as
+Each column becomes a :class:`Fragment`: Polars expressions that yield, for every row, the
+value's JSON text (``null`` for a missing value), byte for byte what ``_payload_values`` would
+write; and, when Polars' own JSON writer already writes the value that way, the expression to
+hand it (so that a whole record can be one ``struct.json_encode()``). Checks run as
 whole-column expressions first (``is_infinite().any()`` and the like); only when one fails is the
 first bad row located. The rare values whose text Polars would write differently from the
 reference (floats below 1e-4, offsets with seconds) are re-rendered one by one in Python.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -85,34 +88,62 @@ def json_string_expr(expr: pl.Expr) -> pl.Expr:
     return encoded.str.slice(5).str.head(-1)
 
 
-def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | pl.Series:
-    """The JSON text of every value of ``series``: an expression on ``pl.col(series.name)``,
-    or a ready String Series when some values had to be rendered in Python."""
+@dataclass(frozen=True)
+class Fragment:
+    """How one column is written into each record.
+
+    ``text`` gives each value's JSON text. ``value``, when set, gives what Polars' JSON writer
+    turns into exactly that text (the value itself, or a string it only needs to quote).
+    ``ready`` holds texts rendered in advance; ``text`` then reads them from the column.
+    """
+
+    text: pl.Expr
+    value: pl.Expr | None = None
+    ready: pl.Series | None = None
+
+
+def _native(col: pl.Expr, text: pl.Expr) -> Fragment:
+    return Fragment(text, col)
+
+
+def _string(col: pl.Expr, string: pl.Expr) -> Fragment:
+    """A value sent as a JSON string that needs no escaping (dates, times, decimals)."""
+    return Fragment(_quoted(string), string)
+
+
+def _ready(texts: pl.Series, name: str) -> Fragment:
+    """Texts rendered in advance, held in the work frame as column ``name``."""
+    return Fragment(pl.col(name), None, texts.rename(name))
+
+
+def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> Fragment:
+    """How to write every value of ``series`` (expressions on ``pl.col(series.name)``)."""
     dtype = series.dtype
     col = pl.col(series.name)
     if dtype == pl.Null:
-        return _all_null(col)
+        return _native(col, _all_null(col))
     if dtype == pl.Boolean or dtype.is_integer():
-        return col.cast(pl.String).fill_null(pl.lit("null"))
+        return _native(col, col.cast(pl.String).fill_null(pl.lit("null")))
     if dtype.is_float():
         return _float_fragment(series)
     if dtype == pl.String:
-        return json_string_expr(col)
+        return _native(col, json_string_expr(col))
     if dtype == pl.Categorical or isinstance(dtype, pl.Enum):
-        return _categorical_fragment(series)
+        return Fragment(_categorical_text(series), col.cast(pl.String))
     if dtype == pl.Date:
         days = series.to_physical()
         outside = (days < _FIRST_DAY) | (days > _LAST_DAY)
         _reject_first(outside, "date is outside the years 1-9999", _RANGE_HINT)
-        return _quoted(col.cast(pl.String))
+        return _string(col, col.cast(pl.String))
     if isinstance(dtype, pl.Datetime):
         return _datetime_fragment(series, naive)
     if isinstance(dtype, pl.Duration):
-        return _duration_fragment(col, dtype.time_unit)
+        return _string(col, _duration_text(col, dtype.time_unit))
     if dtype == pl.Time:
-        return _time_fragment(series)
+        time_text = _strftime_with_nanos(col, series.to_physical(), "ns", "%H:%M:%S%.6f")
+        return _string(col, time_text)
     if isinstance(dtype, pl.Decimal):
-        return _quoted(col.cast(pl.String))
+        return _string(col, col.cast(pl.String))
     if dtype == pl.Binary:
         _reject_first(
             series.is_not_null(),
@@ -120,13 +151,13 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | 
             "Decode the bytes to text first (.cast(pl.String) for UTF-8), or base64-encode "
             "them (.bin.encode('base64')).",
         )
-        return _all_null(col)
+        return _native(col.cast(pl.String), _all_null(col))  # every value is null
     if isinstance(dtype, (pl.List, pl.Array, pl.Struct)) or dtype == pl.Object:
-        return python_fragments(series, naive)
+        return _ready(python_fragments(series, naive), series.name)
     raise ColumnRejected(f"dtype {dtype} has no JSON form", 0, "Cast the column first.")
 
 
-def _categorical_fragment(series: pl.Series) -> pl.Expr:
+def _categorical_text(series: pl.Series) -> pl.Expr:
     """Each category's JSON string, encoded once and looked up by the category's code."""
     col = pl.col(series.name)
     codes = series.to_physical()
@@ -145,16 +176,17 @@ def _categorical_fragment(series: pl.Series) -> pl.Expr:
 # ---------------------------------------------------------------------------------------------
 
 
-def _float_fragment(series: pl.Series) -> pl.Expr | pl.Series:
+def _float_fragment(series: pl.Series) -> Fragment:
     values = series if series.dtype in (pl.Float32, pl.Float64) else series.cast(pl.Float32)
     _reject_first(values.is_infinite(), "infinity is not valid JSON", INFINITY_HINT)
-    text = pl.col(series.name).cast(values.dtype).fill_nan(None).cast(pl.String).fill_null("null")
+    col = pl.col(series.name).cast(values.dtype)
+    text = col.fill_nan(None).cast(pl.String).fill_null("null")
     odd = _repr_mismatches(values)
     if odd is None:
-        return text
+        return _native(col, text)  # Polars' JSON writer writes NaN as null, like the text
     rendered = series.to_frame().select(text).to_series()
     fixed = [format_float32_text(shortest) for shortest in rendered.gather(odd).to_list()]
-    return rendered.scatter(odd, fixed)
+    return _ready(rendered.scatter(odd, fixed), series.name)
 
 
 def _repr_mismatches(values: pl.Series) -> pl.Series | None:
@@ -193,9 +225,9 @@ def _check_instant_range(physical: pl.Series, unit: str) -> None:
     )
 
 
-def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr | pl.Series:
+def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> Fragment:
     dtype: Any = series.dtype
-    unit = dtype.time_unit or "us"
+    unit = dtype.time_unit
     physical = series.to_physical()
     _check_instant_range(physical, unit)
     col = pl.col(series.name)
@@ -203,16 +235,16 @@ def _datetime_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> pl.Expr
         if naive != "utc":
             _reject_first(series.is_not_null(), NAIVE_REASON, NAIVE_HINT)
         col = col.dt.replace_time_zone("UTC")
-    text = _quoted(_strftime_with_nanos(col, physical, unit, f"{_DATE_FORMAT}%.6f%:z"))
+    string = _strftime_with_nanos(col, physical, unit, f"{_DATE_FORMAT}%.6f%:z")
     odd_rows = _zone_mismatches(series, physical, unit, dtype.time_zone)
     if odd_rows is None:
-        return text
-    rendered = series.to_frame().select(text).to_series()
+        return _string(col, string)
+    rendered = series.to_frame().select(_quoted(string)).to_series()
     fixed = [
         _render_instant(int(value), unit, dtype.time_zone, naive)
         for value in physical.gather(odd_rows).to_list()
     ]
-    return rendered.scatter(odd_rows, fixed)
+    return _ready(rendered.scatter(odd_rows, fixed), series.name)
 
 
 def _strftime_with_nanos(col: pl.Expr, physical: pl.Series, unit: str, fmt: str) -> pl.Expr:
@@ -257,8 +289,8 @@ def _render_instant(value: int, unit: str, zone: str | None, naive: NaiveDatetim
     return format_datetime(moment, naive, extra)
 
 
-def _duration_fragment(col: pl.Expr, unit: str) -> pl.Expr:
-    """``"PT<seconds>[.<fraction>]S"`` with a leading ``-`` for negative durations."""
+def _duration_text(col: pl.Expr, unit: str) -> pl.Expr:
+    """``PT<seconds>[.<fraction>]S``, with a leading ``-`` for negative durations."""
     per_second = 1_000_000_000 // _UNIT_NANOS[unit]
     digits = len(str(per_second)) - 1
     ticks = col.to_physical()
@@ -267,17 +299,12 @@ def _duration_fragment(col: pl.Expr, unit: str) -> pl.Expr:
     fraction = (size % per_second).cast(pl.String).str.zfill(digits).str.strip_chars_end("0")
     return pl.concat_str(
         [
-            pl.when(ticks < 0).then(pl.lit('"-PT')).otherwise(pl.lit('"PT')),
+            pl.when(ticks < 0).then(pl.lit("-PT")).otherwise(pl.lit("PT")),
             seconds,
             pl.when(fraction == "").then(pl.lit("")).otherwise(pl.lit(".") + fraction),
-            pl.lit('S"'),
+            pl.lit("S"),
         ]
-    ).fill_null(pl.lit("null"))
-
-
-def _time_fragment(series: pl.Series) -> pl.Expr:
-    col = pl.col(series.name)
-    return _quoted(_strftime_with_nanos(col, series.to_physical(), "ns", "%H:%M:%S%.6f"))
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,10 +38,13 @@ from sixtyfour_frames._payload_values import (
 if TYPE_CHECKING:
     import polars as pl
 
+    from sixtyfour_frames._payload_polars import Fragment
+
 _KEY_FIELD: Final = "," + format_string(ROW_KEY) + ':"'
 _TAIL: Final = _KEY_FIELD + KEY_PLACEHOLDER + '"}'
 _TAIL_BYTES: Final = len(_TAIL.encode("utf-8"))
 CHUNK_ROWS: Final = 1 << 16
+NATIVE_RECORDS: Final = True  # tests turn it off to check both paths give the same bytes
 _WORKERS: Final = 2
 
 
@@ -185,40 +188,55 @@ def _record_plan(table: SourceTable, naive: NaiveDatetimePolicy) -> tuple[pl.Dat
     """A frame of typed and pre-encoded columns, and the expression of each sent text.
 
     Each text ends with the key field holding ``KEY_PLACEHOLDER``: the keys are stamped in
-    after hashing, which saves building every text twice.
+    after hashing, which saves building every text twice. When Polars' JSON writer writes
+    every column the canonical way, a record is one ``struct.json_encode()`` (the fastest
+    path); otherwise it is a ``concat_str`` of each column's JSON text.
     """
     import polars as pl
 
     work: dict[str, pl.Series] = {}
-    parts: list[pl.Expr] = []
-    for i, (column, prefix) in enumerate(zip(table.columns, _field_prefixes(table), strict=True)):
+    fragments = []
+    for i, column in enumerate(table.columns):
         name = f"c{i}"
         with _column_errors(column, table.row_label):
             work[name], fragment = _polars_fragment(column, name, naive)
-        parts += [pl.lit(prefix), fragment]
+        fragments.append(fragment)
+    values = [fragment.value for fragment in fragments]
+    if NATIVE_RECORDS and all(value is not None for value in values):
+        fields = [
+            value.alias(column.wire)
+            for value, column in zip(values, table.columns, strict=True)
+            if value is not None
+        ]
+        record = pl.struct([*fields, pl.lit(KEY_PLACEHOLDER).alias(ROW_KEY)]).struct.json_encode()
+        return pl.DataFrame(work), record
+    parts: list[pl.Expr] = []
+    for prefix, fragment in zip(_field_prefixes(table), fragments, strict=True):
+        parts += [pl.lit(prefix), fragment.text]
     parts.append(pl.lit(_TAIL))
     return pl.DataFrame(work), pl.concat_str(parts)
 
 
 def _polars_fragment(
     column: SourceColumn, name: str, naive: NaiveDatetimePolicy
-) -> tuple[pl.Series, pl.Expr]:
-    """The Series to hold in the work frame, and the expression of its JSON texts."""
+) -> tuple[pl.Series, Fragment]:
+    """The Series to hold in the work frame, and how its values are written."""
     import polars as pl
 
-    from sixtyfour_frames._payload_polars import column_fragment
+    from sixtyfour_frames._payload_polars import Fragment, column_fragment
 
     try:
         if not isinstance(column.values, pl.Series):
-            return pl.Series(name, encode_values(column.values, naive), pl.String), pl.col(name)
+            texts = pl.Series(name, encode_values(column.values, naive), pl.String)
+            return texts, Fragment(pl.col(name))
         values = column.values.rename(name)
         fragment = column_fragment(values, naive)
     except (pl.exceptions.PanicException, pl.exceptions.PolarsError) as exc:
         raise SerializationError(
             f"Polars could not encode this column: {exc}", column=column.label
         ) from exc
-    if isinstance(fragment, pl.Series):  # some values were rendered in Python
-        return fragment.rename(name), pl.col(name)
+    if fragment.ready is not None:  # some values were rendered in Python
+        return fragment.ready, fragment
     return values, fragment
 
 
