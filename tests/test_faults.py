@@ -297,7 +297,6 @@ def test_D27_another_clients_run_is_never_adopted(make_env: MakeEnv) -> None:
     check(fm.d27_another_clients_run_is_never_adopted, make_env("sync"))
 
 
-@known_bug("d27_an_unverifiable_run_is_not_adopted")
 def test_D27_an_unverifiable_run_is_not_adopted(make_env: MakeEnv) -> None:
     check(fm.d27_an_unverifiable_run_is_not_adopted, make_env("sync"))
 

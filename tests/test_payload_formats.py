@@ -275,10 +275,12 @@ def _flat_polars_frame() -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize(
-    "convert",
-    [lambda frame: frame, lambda frame: frame.drop("i").to_pandas()],  # no Int128 in pandas
-)
+def _as_arrow_backed_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    # Arrow-backed dtypes keep dates as dates (numpy-backed pandas would make them datetimes)
+    return frame.drop("i").to_pandas(use_pyarrow_extension_array=True)
+
+
+@pytest.mark.parametrize("convert", [lambda frame: frame, _as_arrow_backed_pandas])
 def test_both_ways_of_building_records_give_the_same_bytes(
     monkeypatch: pytest.MonkeyPatch, convert: Any
 ) -> None:

@@ -33,6 +33,7 @@ from sixtyfour_frames._chunks import (
 from sixtyfour_frames._client import Client
 from sixtyfour_frames._crash import crash_point
 from sixtyfour_frames._errors import (
+    AmbiguousSubmitError,
     InvalidArgumentError,
     JoinError,
     NotFoundError,
@@ -564,6 +565,8 @@ class EnrichJob:
         our keys is ours, whatever extra rows the workflow added. Unlinking a foreign run makes
         the next call send the records again: adopting it proved that no run of ours exists.
         """
+        if job_id in self._submitter.adopted and ROW_KEY not in table.column_names:
+            self._refuse_unverifiable(work, job_id)
         if not _holds_only_other_records(table, work.chunk.keys):
             return
         current = self._ledger.submission(work.fingerprint)
@@ -579,6 +582,28 @@ class EnrichJob:
             "its rows belongs to the records sent: it is another client's run.",
             hint="Nothing was joined. Re-running the call sends these records in a new run "
             "(none of ours was made); `sixtyfour-frames runs list` shows the runs.",
+        )
+
+    def _refuse_unverifiable(self, work: _Work, job_id: str) -> NoReturn:
+        """A run adopted from the runs list must prove it holds our records; without row keys
+        it cannot, so it is never recorded as these records' results."""
+        current = self._ledger.submission(work.fingerprint)
+        if current is not None and current.state is SubmissionState.SUBMITTED:
+            self._ledger.mark(
+                work.fingerprint,
+                SubmissionState.FAILED,
+                error=f"adopted run {job_id} cannot be verified: its output has no row keys",
+            )
+        self._active.pop(job_id, None)
+        sub = work.submission
+        raise AmbiguousSubmitError(
+            f"run {job_id} was adopted as the outcome of an interrupted submission, but its "
+            f"output has no {ROW_KEY!r} column, so it cannot be shown to hold the records sent",
+            idempotency_key=sub.idempotency_key if sub else "",
+            workflow_id=self.workflow_id,
+            candidates=[job_id],
+            hint="Nothing was joined. Check the run with `sixtyfour-frames runs status`; "
+            "re-running the call sends these records in a new run.",
         )
 
     def _pause(self, seconds: float) -> None:

@@ -1,8 +1,17 @@
 """Columns → record texts → row keys → the distinct records, as fast as the data allows.
 
-With Polars installed, every record's text is assembled by one ``concat_str`` of per-column
-fragments, hashed by numpy, and deduplicated by Polars; Python only touches the final lists.
-Without Polars (a pandas-only install), the same texts are built value by value.
+With Polars installed, a chunk of rows at a time (on worker threads, since Polars and numpy
+release the GIL):
+
+1. every record's sent text is built in one Polars expression, with a placeholder where its
+   key goes (``struct.json_encode()`` when Polars' writer already writes every column the
+   canonical way, else a ``concat_str`` of per-column JSON texts);
+2. numpy hashes each text's keyless part in place, in Polars' own buffers, and stamps the
+   key's hex digits into a copy of them;
+3. Polars finds duplicate keys; Python only builds the final lists.
+
+Without Polars (a pandas-only install) the same texts are built value by value, and without
+numpy the keys are computed by the plain-Python definition: slower, same bytes.
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ class Submitter:
         self._ledger = ledger
         self._sleep = sleep
         self._specs = specs_override
+        # Job ids taken over from the runs list in this process: their rows must prove them ours.
+        self.adopted: set[str] = set()
 
     def submit(self, submission: Submission, records_json: bytes) -> Submission:
         if submission.state is SubmissionState.AMBIGUOUS:
@@ -137,6 +139,7 @@ class Submitter:
         # Another client's run can be the one candidate: the orchestrator checks the run's row
         # keys against this submission's records once it has downloaded them.
         logger.warning("adopting run %s for an ambiguous submission", job_id)
+        self.adopted.add(job_id)
         return self._ledger.mark_submitted(
             submission.fingerprint, job_id=job_id, already_started=True
         )
