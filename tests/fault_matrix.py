@@ -66,6 +66,7 @@ from sixtyfour_frames import (
     SerializationError,
     ServerError,
     SixtyfourError,
+    TransportError,
     WaitTimeoutError,
     _http,
 )
@@ -1077,6 +1078,14 @@ def _storm(
     return errors
 
 
+def _drain_planned_503s(env: Env, count: int) -> None:
+    """Consume planned 503s on the run route with bare POSTs (a 503 creates no run)."""
+    with httpx.Client(base_url=env.emu.base_url, headers=env.emu.headers) as raw:
+        for _ in range(count):
+            reply = raw.post("/workflows/run", params={"workflow_id": COMPANY_WF}, json={})
+            assert reply.status_code == 503, reply.text
+
+
 @scenario("A13")
 def a13_retry_budget_bounds_a_storm(env: Env) -> Outcome:
     api = env.api()
@@ -1084,8 +1093,14 @@ def a13_retry_budget_bounds_a_storm(env: Env) -> Outcome:
     keys = [f"a13-{i}-{uuid.uuid4()}" for i in range(STORM)]
     env.fault("run", "status", times=BUDGET_ATTEMPTS, code=503)
     errors = _storm(env, api.client.run_workflow, keys, loop)
-    assert len(errors) == STORM and all(isinstance(e, ServerError) for e in errors), errors[:3]
-    assert len(env.emu.requests("run")) == BUDGET_ATTEMPTS  # ≤ 50 + 500/5, not 50 × 6
+    assert len(errors) == STORM, errors[:3]
+    assert all(isinstance(e, ServerError | TransportError) for e in errors), errors[:3]
+    sent = len(env.emu.requests("run"))
+    # ≤ 50 + 500/5, not 50 × 6. Under load a pooled keep-alive connection can fail on write
+    # before the server sees the attempt: the budget still pays for that retry, so the server
+    # may count a few less; those planned 503s are then drained below, not left to the recovery.
+    assert STORM <= sent <= BUDGET_ATTEMPTS, (sent, BUDGET_ATTEMPTS)
+    _drain_planned_503s(env, BUDGET_ATTEMPTS - sent)
     # Recovered: each caller retries with its own key; no duplicates.
     started = _storm(env, api.client.run_workflow, keys, loop)
     assert started == []
