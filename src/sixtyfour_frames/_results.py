@@ -98,7 +98,7 @@ def _parse_csv(data: bytes, text_columns: frozenset[str]) -> pa.Table:
     )
     return pa.table(
         {
-            name: column if name in text_columns else _narrow(column)
+            name: column if name in text_columns or name.startswith("__") else _narrow(column)
             for name, column in zip(table.column_names, table.columns, strict=True)
         }
     )
@@ -110,16 +110,25 @@ def _csv_header(data: bytes) -> list[str]:
     return next(csv.reader(io.StringIO(head)), [])
 
 
+_SAMPLE = 1_000
+
+
 def _narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
     present = pc.drop_null(column)
     if len(present) == 0:
         return column
+    # A text column fails on its first values almost always: test a sample before scanning all.
+    sample = present.slice(0, _SAMPLE)
     for pattern, target in ((_INT, pa.int64()), (_FLOAT, pa.float64())):
-        if pc.all(pc.match_substring_regex(present, pattern)).as_py():
+        if _all_match(sample, pattern) and _all_match(present, pattern):
             return pc.cast(column, target)
-    if pc.all(pc.match_substring_regex(present, _BOOL)).as_py():
+    if _all_match(sample, _BOOL) and _all_match(present, _BOOL):
         return pc.equal(pc.utf8_lower(column), "true")
     return column
+
+
+def _all_match(values: pa.ChunkedArray, pattern: str) -> bool:
+    return bool(pc.all(pc.match_substring_regex(values, pattern)).as_py())
 
 
 def is_parseable_format(fmt: str) -> bool:
