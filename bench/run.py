@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 7 and print each case's figures beside its baselines.
+"""Run the benchmarks and print each case's figures beside its baselines.
 
     .venv/bin/python bench/run.py                    # every case at 1,000 / 100,000 / 1,000,000 rows
     .venv/bin/python bench/run.py --quick            # 1,000 and 100,000 rows only
@@ -44,7 +44,7 @@ CASES: dict[str, tuple[str, Callable[[Sequence[int], argparse.Namespace], list[G
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="Client overhead and end-to-end efficiency of sixtyfour_frames (issue 7).",
+        description="Client overhead and end-to-end efficiency of sixtyfour_frames.",
     )
     parser.add_argument(
         "--rows",
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = sorted(set(args.rows)) if args.rows else list(QUICK_SIZES if args.quick else SIZES)
     cases = sorted(set(args.case)) if args.case else sorted(CASES)
     started = time.perf_counter()
-    print("sixtyfour_frames benchmarks (issue 7)")
+    print("sixtyfour_frames benchmarks")
     for line in environment():
         print("  " + line)
     print(f"  sizes: {', '.join(f'{n:,}' for n in sizes)} rows; cases: {', '.join(cases)}")

@@ -1,4 +1,4 @@
-"""Credits are never wasted (issue 5): the emulator's charge ledger is the oracle.
+"""Credits are never wasted: the emulator's charge ledger is the oracle.
 
 Every scenario asserts how many runs the emulator created and how many rows it charged, and what
 the client's ledger recorded:
