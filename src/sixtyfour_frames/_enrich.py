@@ -838,7 +838,8 @@ def combine_tables(tables: Sequence[pa.Table]) -> pa.Table:
 # ---------------------------------------------------------------- the public functions
 
 
-def _options(kwargs: Mapping[str, Any], options: EnrichOptions | None) -> EnrichOptions:
+def options_from(kwargs: Mapping[str, Any], options: EnrichOptions | None = None) -> EnrichOptions:
+    """Keyword arguments → validated-by-name options; an unknown name is a clear error."""
     base = options or EnrichOptions()
     unknown = set(kwargs) - set(EnrichOptions.__dataclass_fields__)
     if unknown:
@@ -858,7 +859,7 @@ def start(
     **kwargs: Any,
 ) -> EnrichJob:
     """Validate, reuse, and start the runs of an enrich call without waiting for them."""
-    job = EnrichJob(frame, workflow_id, _options(kwargs, options), client=client, ledger=ledger)
+    job = EnrichJob(frame, workflow_id, options_from(kwargs, options), client=client, ledger=ledger)
     try:
         return job._launch()
     except BaseException:
@@ -881,7 +882,7 @@ def enrich(
     on_conflict, suffix, chunk_size, max_concurrent_runs, progress, timeout, on_interrupt, cache,
     refresh, errors, naive_datetimes, poll).
     """
-    job = EnrichJob(frame, workflow_id, _options(kwargs, options), client=client, ledger=ledger)
+    job = EnrichJob(frame, workflow_id, options_from(kwargs, options), client=client, ledger=ledger)
     return _run_to_the_end(job)
 
 
@@ -909,7 +910,7 @@ async def aenrich(
     **kwargs: Any,
 ) -> Any:
     """``enrich`` for async code: runs in a worker thread; cancelling the task acts like Ctrl-C."""
-    opts = _options(kwargs, options)
+    opts = options_from(kwargs, options)
     stop = threading.Event()
 
     def work() -> Any:

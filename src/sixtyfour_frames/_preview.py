@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sixtyfour_frames._chunks import cache_scope
 from sixtyfour_frames._client import Client
 from sixtyfour_frames._config import BASE_URL_ENV, DEFAULT_BASE_URL
-from sixtyfour_frames._enrich import EnrichOptions
-from sixtyfour_frames._errors import InvalidArgumentError, SerializationError
+from sixtyfour_frames._enrich import EnrichOptions, options_from
+from sixtyfour_frames._errors import SerializationError
 from sixtyfour_frames._frames import eager
 from sixtyfour_frames._ledger import Ledger
 from sixtyfour_frames._payload import build_payload
@@ -54,10 +54,7 @@ def preview(
     production API); no API key is needed.
     """
     base_url = client.base_url if client is not None else _configured_base_url()
-    unknown = set(kwargs) - set(EnrichOptions.__dataclass_fields__)
-    if unknown:
-        raise InvalidArgumentError(f"unknown argument(s): {', '.join(sorted(unknown))}.")
-    options = replace(EnrichOptions(), **kwargs)
+    options = options_from(kwargs)
     options.validate()
     try:
         payload = build_payload(
