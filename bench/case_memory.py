@@ -18,7 +18,7 @@ Two measurements, each for the pandas and the Polars frame:
   The emulator builds every run's output in Python and takes about 4–5 minutes for 1,000,000
   rows on a 2-CPU machine, so this runs at most :data:`ENRICH_MAX_ROWS` rows (≈ 1 minute);
 * **payload + join**: the same work without HTTP, at the full size: ``build_payload`` →
-  ``body_bytes`` of every record → ``parse_result`` of the whole result CSV (case 2's file, made
+  the request body of every chunk → ``parse_result`` of the whole result CSV (case 2's file, made
   by the parent and read by the child before the measurement) → ``join_results``.
 
 The ratio is RSS growth ÷ the payload's size (the bytes of every record sent, as JSON).
@@ -133,8 +133,7 @@ def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
     rows_out = len(out)
     del out
     gc.collect()
-    payload = build_payload(frame)
-    payload_bytes = len(payload.body_bytes(payload.unique_keys))
+    payload_bytes = request_bytes(build_payload(frame))
     return {
         "reset": reset,
         "before": before if before is not None else peak_before,
@@ -144,6 +143,14 @@ def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
         "runs": runs,
         "rows_out": rows_out,
     }
+
+
+def request_bytes(payload: Any) -> int:
+    """The bytes of every request body (default chunks), each built and dropped in turn."""
+    from sixtyfour_frames._chunks import split_chunks
+
+    runs = split_chunks(payload.record_sizes)
+    return sum(len(payload.body_for(range(start, stop))) for start, stop, _ in runs)
 
 
 def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
@@ -159,7 +166,7 @@ def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
     peak_before = _peak_bytes()
     started = time.perf_counter()
     payload = build_payload(frame)
-    body = payload.body_bytes(payload.unique_keys)
+    payload_bytes = request_bytes(payload)  # each body is dropped once sent, as enrich does
     table = parse_result(data, "csv")
     joined, _ = join_results(frame, table, row_keys=payload.row_keys, sent_columns=payload.columns)
     seconds = time.perf_counter() - started
@@ -168,7 +175,7 @@ def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
         "reset": reset,
         "before": before if before is not None else peak_before,
         "peak": peak,
-        "payload_bytes": len(body),
+        "payload_bytes": payload_bytes,
         "seconds": seconds,
         "runs": 0,
         "rows_out": len(joined),

@@ -26,6 +26,7 @@ import pytest
 import sixtyfour_frames._payload_frames as frames_module
 import sixtyfour_frames._payload_keys as keys_module
 import sixtyfour_frames._payload_records as records_module
+from sixtyfour_frames import SerializationError
 from sixtyfour_frames._payload import build_payload
 from sixtyfour_frames._payload_keys import key_hex, keys_of_texts, record_key
 from sixtyfour_frames._payload_values import (
@@ -222,25 +223,6 @@ def test_without_polars_the_payload_is_the_same(monkeypatch: pytest.MonkeyPatch)
     assert getattr(info.value, "row", None) == "w"
 
 
-def test_without_numpy_the_keys_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_numpy(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "numpy":
-            raise ImportError("no numpy here")
-        return real_import(name, *args, **kwargs)
-
-    records = _random_records(50, seed=5)
-    expected = keys_of_texts([record.encode() for record in records])
-    source = pl.DataFrame({"a": [1, 2, 1], "s": ["x", "é", "x"]})
-    payload = build_payload(source)
-    monkeypatch.setattr(builtins, "__import__", no_numpy)
-    assert records_module._python_keys(records) == expected
-    assert build_payload(source) == payload
-
-
 def test_an_unexpected_memory_layout_gives_the_same_payload(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -305,3 +287,41 @@ def test_chunking_and_threads_do_not_change_the_payload(monkeypatch: pytest.Monk
     assert chunked == whole
     as_text = source.with_columns(pl.col("f").cast(pl.String))  # -0.0 is not 0.0 on the wire
     assert whole.n_unique == as_text.unique().height
+
+
+def test_bodies_are_cut_from_the_stored_texts_across_encoding_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records_module, "CHUNK_ROWS", 7)  # many encoding chunks
+    frame = pl.DataFrame({"i": range(50), "s": [f"é{i % 9}" for i in range(50)]})
+    payload = build_payload(pl.concat([frame, frame.head(10), frame.slice(30, 5)]))
+    assert payload.texts.num_chunks > 1
+    assert (payload.n_rows, payload.n_unique) == (65, 50)
+    texts = payload.unique_json
+
+    def expected(positions: Any) -> bytes:
+        return ("[" + ",".join(texts[int(i)] for i in positions) + "]").encode()
+
+    cases = [range(50), range(5, 23), range(49, 50), range(3, 3), np.array([40, 2, 17, 2])]
+    for positions in cases:
+        assert payload.body_for(positions) == expected(positions)
+    assert payload.body_bytes(payload.unique_keys[::-1]) == expected(range(49, -1, -1))
+    assert payload.record_sizes.tolist() == [len(text.encode()) for text in texts]
+    assert payload.keys_at(range(2, 4)) == payload.unique_keys[2:4]
+    with pytest.raises(KeyError, match="k0000"):
+        payload.positions_of([payload.unique_keys[0], "k" + "0" * 20])
+
+
+def test_an_object_column_of_dates_is_read_whole_and_a_datetime_among_them_keeps_its_time() -> None:
+    dates = [dt.date(2024, 2, 29), None, dt.date(1, 1, 1), pd.NaT]
+    as_objects = build_payload(pd.DataFrame({"d": pd.Series(dates, dtype=object)}))
+    as_polars = build_payload(
+        pl.DataFrame({"d": [dt.date(2024, 2, 29), None, dt.date(1, 1, 1), None]})
+    )
+    assert as_objects.unique_json == as_polars.unique_json
+
+    mixed = pd.Series([dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 5, 30)], dtype=object)
+    sent = build_payload(pd.DataFrame({"d": mixed}), naive_datetimes="utc").records()
+    assert [record["d"] for record in sent] == ["2024-01-01", "2024-01-01T05:30:00.000000+00:00"]
+    with pytest.raises(SerializationError, match="naive"):
+        build_payload(pd.DataFrame({"d": mixed}))

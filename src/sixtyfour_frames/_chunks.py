@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from sixtyfour_frames._errors import InvalidArgumentError
 
@@ -50,45 +53,55 @@ def body_sha256(body: bytes) -> str:
 class Chunk:
     index: int
     keys: tuple[str, ...]
+    positions: npt.NDArray[np.int64]
+    """Where the chunk's records are in the payload's distinct records."""
     size_bytes: int
 
 
 def split_chunks(
-    keys: Sequence[str],
-    record_sizes: Sequence[int],
+    record_sizes: npt.NDArray[np.int64],
     *,
     chunk_rows: int | None = None,
     chunk_bytes: int | None = None,
-) -> list[Chunk]:
-    """Cut records into runs of at most ``chunk_rows`` records and ``chunk_bytes`` bytes."""
+) -> list[tuple[int, int, int]]:
+    """Cut records into runs of at most ``chunk_rows`` records and ``chunk_bytes`` bytes.
+
+    ``record_sizes`` are the records' UTF-8 sizes, in order. Returns ``(start, stop, body
+    size)`` per run; a record larger than ``chunk_bytes`` goes alone.
+    """
     max_rows = _positive_int("chunk_size", chunk_rows or DEFAULT_CHUNK_ROWS)
     max_bytes = _positive_int("chunk_bytes", chunk_bytes or DEFAULT_CHUNK_BYTES)
-    chunks: list[Chunk] = []
-    current: list[str] = []
-    size = 2  # the brackets of the JSON array
-    for key, record_size in zip(keys, record_sizes, strict=True):
-        grows = record_size + (1 if current else 0)
-        if current and (len(current) >= max_rows or size + grows > max_bytes):
-            chunks.append(Chunk(len(chunks), tuple(current), size))
-            current, size, grows = [], 2, record_size
-        current.append(key)
-        size += grows
-    if current:
-        chunks.append(Chunk(len(chunks), tuple(current), size))
-    return chunks
+    # body of records [a, b) = "[" + each record and its "," (or the closing "]")
+    ends = np.concatenate(([0], np.cumsum(record_sizes + 1, dtype=np.int64)))
+    runs: list[tuple[int, int, int]] = []
+    start, total = 0, len(record_sizes)
+    while start < total:
+        fits = int(np.searchsorted(ends, ends[start] + max_bytes - 1, side="right")) - 1
+        stop = min(start + max_rows, total, max(fits, start + 1))
+        runs.append((start, stop, 1 + int(ends[stop] - ends[start])))
+        start = stop
+    return runs
 
 
-def halve(chunk: Chunk, record_sizes: Mapping[str, int]) -> list[Chunk]:
+def halve(chunk: Chunk, record_sizes: npt.NDArray[np.int64]) -> list[Chunk]:
     """Split a chunk the API refused as too large (413) into two."""
     if len(chunk.keys) < 2:
         raise InvalidArgumentError(
             "a single record is larger than the API accepts; shorten its longest text values."
         )
     middle = len(chunk.keys) // 2
-    parts = (chunk.keys[:middle], chunk.keys[middle:])
+    halves = [
+        (chunk.keys[:middle], chunk.positions[:middle]),
+        (chunk.keys[middle:], chunk.positions[middle:]),
+    ]
     return [
-        Chunk(chunk.index, part, 1 + len(part) + sum(record_sizes[k] for k in part))
-        for part in parts
+        Chunk(
+            chunk.index,
+            keys,
+            positions,
+            1 + len(keys) + int(record_sizes[positions].sum()),
+        )
+        for keys, positions in halves
     ]
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NoReturn
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -118,6 +119,14 @@ class EnrichOptions:
             raise InvalidArgumentError(f"on must be a list of column names, e.g. on=[{self.on!r}].")
 
 
+def _rows_with_keys(row_keys: pa.Array, keys: Mapping[str, Any]) -> int:
+    """How many rows have one of ``keys``."""
+    if not keys:
+        return 0
+    hits = pc.is_in(row_keys, value_set=pa.array(list(keys), pa.string()))
+    return int(pc.sum(hits).as_py() or 0)
+
+
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InvalidArgumentError(
@@ -130,7 +139,6 @@ class _Work:
     """One chunk of the call and what became of it."""
 
     chunk: Chunk
-    records_json: bytes
     fingerprint: str
     submission: Submission | None = None
     source: str = "new"
@@ -293,20 +301,21 @@ class EnrichJob:
         report.rows_unique = payload.n_unique
         report.rows_deduplicated = payload.n_rows - payload.n_unique
         cached = self._reuse_cached(payload.unique_keys)
-        to_send = [k for k in payload.unique_keys if k not in cached]
-        sizes = {k: len(t) for k, t in zip(payload.unique_keys, payload.unique_json, strict=True)}
-        self._record_sizes = sizes
-        chunks = split_chunks(
-            to_send,
-            [sizes[k] for k in to_send],
-            chunk_rows=self.options.chunk_size,
-            chunk_bytes=self.options.chunk_bytes,
+        to_send = np.flatnonzero(
+            pc.invert(pc.is_in(payload.unique_key_array, pa.array(cached, pa.string())))
         )
-        bodies = [payload.body_bytes(list(chunk.keys)) for chunk in chunks]
+        sizes = payload.record_sizes
+        runs = split_chunks(
+            sizes[to_send], chunk_rows=self.options.chunk_size, chunk_bytes=self.options.chunk_bytes
+        )
+        chunks = []
+        for index, (start, stop, size) in enumerate(runs):
+            positions = to_send[start:stop]
+            chunks.append(Chunk(index, tuple(payload.keys_at(positions)), positions, size))
         if self._pays_again:
-            self._generation = self._refresh_generation(bodies)
-        for chunk, body in zip(chunks, bodies, strict=True):
-            self._add_work(chunk, body)
+            self._generation = self._refresh_generation(chunks)
+        for chunk in chunks:
+            self._add_work(chunk)
 
     def _reuse_cached(self, keys: Sequence[str]) -> set[str]:
         if not self.options.cache or self.options.refresh:
@@ -329,11 +338,14 @@ class EnrichJob:
         self.report.cached_from_runs = tuple(sorted(serving_runs))
         return served
 
-    def _add_work(self, chunk: Chunk, records_json: bytes | None = None) -> _Work:
-        if records_json is None:
-            records_json = self._payload.body_bytes(list(chunk.keys))
-        fp = self._fingerprint_for(records_json)
-        work = _Work(chunk, records_json, fp, submission=self._ledger.submission(fp))
+    def _body(self, chunk: Chunk) -> bytes:
+        """The chunk's records as sent. Built when needed and then dropped: cutting it from the
+        payload's texts is cheap, and holding every chunk's body would double the memory."""
+        return self._payload.body_for(chunk.positions)
+
+    def _add_work(self, chunk: Chunk) -> _Work:
+        fp = self._fingerprint_for(self._body(chunk))
+        work = _Work(chunk, fp, submission=self._ledger.submission(fp))
         self._works.append(work)
         self._classify(work)
         return work
@@ -362,7 +374,7 @@ class EnrichJob:
             chain.append(fp)
         return chain
 
-    def _refresh_generation(self, bodies: Sequence[bytes]) -> int:
+    def _refresh_generation(self, chunks: Sequence[Chunk]) -> int:
         """The link of every chunk's chain this refresh uses.
 
         A refresh pays again once: one link past the newest link that *every* chunk completed.
@@ -370,7 +382,7 @@ class EnrichJob:
         or was interrupted before the other chunks finished; they reuse that link instead of being
         refreshed (and paid for) a third time. Walking each chunk to its own end would do that.
         """
-        completed = [len(self._refresh_chain(body)) - 1 for body in bodies]
+        completed = [len(self._refresh_chain(self._body(chunk))) - 1 for chunk in chunks]
         return max(1, min(completed, default=1))
 
     def _classify(self, work: _Work) -> None:
@@ -419,11 +431,12 @@ class EnrichJob:
                 raise
 
     def _submit(self, work: _Work) -> None:
+        records_json = self._body(work.chunk)
         body_hash = body_sha256(
-            encode_run_body(EncodedPayload(work.records_json), self.options.specs_override) or b""
+            encode_run_body(EncodedPayload(records_json), self.options.specs_override) or b""
         )
         with self._ledger.lock(work.fingerprint):
-            sub = self._submit_locked(work, body_hash)
+            sub = self._submit_locked(work, records_json, body_hash)
         work.submission = sub
         work.submitted_at = self._clock()
         # A run just started cannot be done yet: its first poll waits one short interval.
@@ -433,7 +446,7 @@ class EnrichJob:
         if self._tracker is not None:
             self._tracker.add_run(job_id, len(work.chunk.keys), "queued")
 
-    def _submit_locked(self, work: _Work, body_hash: str) -> Submission:
+    def _submit_locked(self, work: _Work, records_json: bytes, body_hash: str) -> Submission:
         """Record the intent and send it, holding the chunk's lock; the submission with a job id."""
         resubmits = 0
         while True:
@@ -450,7 +463,7 @@ class EnrichJob:
                 return sub
             crash_point("after_intent")
             try:
-                return self._submitter.submit(sub, work.records_json)
+                return self._submitter.submit(sub, records_json)
             except NoRunWasCreated as nothing:
                 # The ledger retired the old key, so a new intent may be sent. But while the API
                 # keeps failing every round ends like this one: give up after a few.
@@ -464,7 +477,7 @@ class EnrichJob:
             "chunk of %d records was too large; splitting it in two", len(work.chunk.keys)
         )
         self._works.remove(work)
-        for part in halve(work.chunk, self._record_sizes):
+        for part in halve(work.chunk, self._payload.record_sizes):
             self._pending.appendleft(self._detach(self._add_work(part)))
 
     def _detach(self, work: _Work) -> _Work:
@@ -736,9 +749,7 @@ class EnrichJob:
         report.output_extra = stats.output_extra
         report.output_duplicated = stats.output_duplicated
         report.new_columns = stats.new_columns
-        report.rows_failed = sum(
-            1 for k in self._payload.row_keys if row_status and k in row_status
-        )
+        report.rows_failed = _rows_with_keys(self._payload.row_key_array, row_status or {})
         report.runs = [
             RunInfo(
                 job_id=w.job_id or "",

@@ -72,7 +72,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final, get_args
+from typing import Any, Final, cast, get_args
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sixtyfour_frames._errors import SerializationError
 from sixtyfour_frames._payload_frames import ROW_KEY, read_frame
@@ -82,49 +87,109 @@ from sixtyfour_frames._payload_values import NaiveDatetimePolicy
 __all__ = ["ROW_KEY", "NaiveDatetimePolicy", "Payload", "build_payload"]
 
 _POLICIES: Final = get_args(NaiveDatetimePolicy)
+_COMMA: Final = pa.scalar(",", pa.large_string())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Payload:
-    """The validated records of one frame, deduplicated, ready to be sent in chunks."""
+    """The validated records of one frame, deduplicated, ready to be sent in chunks.
+
+    Keys and texts are held in Arrow arrays (a million records would otherwise be millions of
+    Python objects); the list views (``row_keys``, ``unique_keys``, ``unique_json``) are built
+    on first use, for small frames and inspection.
+    """
 
     columns: tuple[str, ...]
     """Wire column names in order (after ``rename``), the row key excluded."""
-    row_keys: list[str]
-    """One per input row: the key of that row's record."""
-    unique_keys: list[str]
-    """The distinct keys, in first-seen order."""
-    unique_json: list[str]
-    """Per distinct key (same order): the JSON object text that is sent."""
+    row_key_array: pa.Array
+    """One per input row: the key of that row's record (Arrow strings)."""
+    unique_key_array: pa.Array
+    """The distinct keys, in first-seen order (Arrow strings)."""
+    texts: pa.ChunkedArray
+    """Per distinct key (same order): the JSON object text that is sent (Arrow large strings)."""
 
     @property
     def n_rows(self) -> int:
-        return len(self.row_keys)
+        return len(self.row_key_array)
 
     @property
     def n_unique(self) -> int:
-        return len(self.unique_keys)
+        return len(self.unique_key_array)
 
     @cached_property
-    def _position(self) -> dict[str, int]:
-        return {key: i for i, key in enumerate(self.unique_keys)}
+    def row_keys(self) -> list[str]:
+        """One per input row: the key of that row's record."""
+        return cast(list[str], self.row_key_array.to_pylist())
+
+    @cached_property
+    def unique_keys(self) -> list[str]:
+        """The distinct keys, in first-seen order."""
+        return cast(list[str], self.unique_key_array.to_pylist())
+
+    @cached_property
+    def unique_json(self) -> list[str]:
+        """Per distinct key (same order): the JSON object text that is sent."""
+        return cast(list[str], self.texts.to_pylist())
+
+    @cached_property
+    def record_sizes(self) -> npt.NDArray[np.int64]:
+        """Per distinct key (same order): the size of its object text in UTF-8 bytes."""
+        return np.asarray(pc.binary_length(self.texts).to_numpy(), dtype=np.int64)
+
+    def positions_of(self, keys: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Where ``keys`` are among the distinct keys (``KeyError`` for a key not in here)."""
+        found = pc.index_in(pa.array(keys, pa.string()), value_set=self.unique_key_array)
+        if found.null_count:
+            missing = keys[pc.index(pc.is_null(found), True).as_py()]
+            raise KeyError(f"row key {missing!r} is not in this payload")
+        return np.asarray(found.to_numpy(), dtype=np.int64)
+
+    def keys_at(self, positions: range | npt.NDArray[np.int64]) -> list[str]:
+        return cast(list[str], self._select(self.unique_key_array, positions).to_pylist())
 
     def json_for(self, keys: Sequence[str]) -> list[str]:
         """The object texts for ``keys``, in that order."""
-        position = self._position
-        try:
-            return [self.unique_json[position[key]] for key in keys]
-        except KeyError as exc:
-            raise KeyError(f"row key {exc.args[0]!r} is not in this payload") from None
+        return cast(list[str], self._select(self.texts, self.positions_of(keys)).to_pylist())
+
+    def body_for(self, positions: range | npt.NDArray[np.int64]) -> bytes:
+        """A JSON array of the distinct records at ``positions``, UTF-8: ``[{…},{…}]``.
+
+        Built by Arrow's join kernel from the stored texts: no Python string per record.
+        """
+        texts = self._select(self.texts, positions)
+        if len(texts) == 0:
+            return b"[]"
+        values = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+        one_list = pa.LargeListArray.from_arrays(pa.array([0, len(values)], pa.int64()), values)
+        joined = pc.binary_join(one_list, _COMMA)[0]
+        return b"".join((b"[", joined.as_buffer(), b"]"))
 
     def body_bytes(self, keys: Sequence[str]) -> bytes:
         """A JSON array of the records for ``keys``, UTF-8: ``[{…},{…}]``."""
-        return ("[" + ",".join(self.json_for(keys)) + "]").encode("utf-8")
+        return self.body_for(self.positions_of(keys))
 
     def records(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The records parsed back (for previews); all distinct records when ``keys`` is None."""
         texts = self.unique_json if keys is None else self.json_for(keys)
         return [json.loads(text) for text in texts]
+
+    @staticmethod
+    def _select(values: Any, positions: range | npt.NDArray[np.int64]) -> Any:
+        if isinstance(positions, range) and positions.step == 1:
+            return values.slice(positions.start, len(positions))
+        return values.take(pa.array(np.asarray(positions, dtype=np.int64)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Payload):
+            return NotImplemented
+        return (
+            self.columns == other.columns
+            and self.row_key_array.equals(other.row_key_array)
+            and self.unique_key_array.equals(other.unique_key_array)
+            and self.texts.equals(other.texts)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Payload(n_rows={self.n_rows}, n_unique={self.n_unique}, columns={self.columns!r})"
@@ -152,7 +217,7 @@ def build_payload(
     records = encode_records(table, naive_datetimes)
     return Payload(
         columns=tuple(column.wire for column in table.columns),
-        row_keys=records.row_keys,
-        unique_keys=records.unique_keys,
-        unique_json=records.unique_json,
+        row_key_array=records.row_keys,
+        unique_key_array=records.unique_keys,
+        texts=records.texts,
     )

@@ -8,6 +8,7 @@ known, otherwise the list of its Python values for the per-value encoder.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -278,7 +279,7 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
     dtype = series.dtype
     if isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
         return None  # rejected value by value, naming the type
-    if _is_object(dtype) and pd.api.types.infer_dtype(series, skipna=True) != "string":
+    if _is_object(dtype) and not _typed_objects(series):
         return None  # mixed values; and pyarrow would recurse without end into a cyclic list
     try:
         if isinstance(dtype, np.dtype) and dtype.kind in _EXACT_KINDS:
@@ -290,8 +291,8 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
         array = array.combine_chunks()
     if pa.types.is_dictionary(array.type) and not _is_text(array.type.value_type):
         array = array.dictionary_decode()  # a categorical of numbers: its values, ints stay ints
-    if _is_object(dtype) and not _is_text(array.type):
-        return None  # an object column is typed only when it is all text
+    if _is_object(dtype) and not (_is_text(array.type) or pa.types.is_date32(array.type)):
+        return None  # an object column is typed only when it is all text or all dates
     if _needs_python(array.type):
         return None
     if pa.types.is_date64(array.type):
@@ -300,6 +301,23 @@ def _pandas_to_polars(series: pd.Series[Any]) -> pl.Series | None:
         return pl.Series("v", array)
     except (Exception, pl.exceptions.PanicException):  # any type Polars cannot hold exactly
         return None  # goes value by value
+
+
+def _typed_objects(series: pd.Series[Any]) -> bool:
+    """An object column of only text, or of only ``datetime.date`` (what ``.dt.date`` gives).
+
+    pandas counts a ``datetime`` as a date too, and pyarrow would drop its time of day: such a
+    column goes value by value, where the datetime is written (or rejected) as a datetime.
+    """
+    import pandas as pd
+
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind == "string":
+        return True
+    if kind != "date":
+        return False
+    present = series.array[series.notna().to_numpy()]
+    return set(map(type, present)) == {dt.date}
 
 
 def _is_text(arrow_type: Any) -> bool:

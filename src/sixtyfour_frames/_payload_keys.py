@@ -23,7 +23,6 @@ letter so that no CSV reader takes it for a number.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -233,61 +232,43 @@ def keys_of_texts(texts: list[bytes]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# In place in Arrow string views: hash each sent text's keyless part, then stamp its key
+# In place in an Arrow large_string buffer: hash each sent text's keyless part, stamp its key
 # ---------------------------------------------------------------------------------------------
-
-_VIEW: Final = [("size", "<i4"), ("prefix", "<u4"), ("buffer", "<i4"), ("offset", "<i4")]
 
 
 def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U64] | None:
-    """Key the records of a ``string_view`` array whose texts end with the key placeholder.
+    """Key the records of a ``large_string`` array whose texts end with the key placeholder.
 
     Each text is the sent object with ``KEY_PLACEHOLDER`` in place of its key, followed by
     ``"}`` (``tail`` bytes from the ``,`` that opens the key field to the end). Returns the
-    same texts with their keys written in (a copy), the keys' hex digits (see
-    :func:`key_hex`) and their first lane (to find duplicates cheaply); None when the array
-    is not laid out as expected, so that the caller can take the slow path.
+    same texts with their keys written in (a copy, laid out contiguously), the keys' hex digits
+    (see :func:`key_hex`) and their first lane (to find duplicates cheaply); None when the
+    array is not laid out as expected, so that the caller can take the slow path.
     """
     import numpy as np
     import pyarrow as pa
 
-    if array.null_count or array.offset or not pa.types.is_string_view(array.type):
+    if array.null_count or not pa.types.is_large_string(array.type):
         return None
-    views = np.frombuffer(array.buffers()[1], dtype=_VIEW)[: len(array)]
-    sizes = views["size"].astype(np.int64)
-    if (sizes <= max(12, tail)).any():
-        return None  # a text stored inside its view, or without the key field
-    starts = views["offset"].astype(np.int64)
-    buffers = [_writable(buffer) for buffer in array.buffers()[2:]]
-    groups = _rows_by_buffer(views["buffer"], len(buffers))
-    first = np.empty(len(array), np.uint64)
-    second = np.empty(len(array), np.uint64)
-    scratch = Scratch()
-    for number, rows in groups:
-        lanes = hash_records(buffers[number], starts[rows], sizes[rows] - tail + 1, scratch)
-        first[rows], second[rows] = lanes
+    count = len(array)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[
+        array.offset : array.offset + count + 1
+    ]
+    sizes = np.diff(offsets)
+    if count == 0 or (sizes <= tail).any():
+        return None  # a text without the key field
+    begin, end = int(offsets[0]), int(offsets[-1])
+    data = _writable(array.buffers()[2], begin, end)
+    starts = offsets[:-1] - begin
+    first, second = hash_records(data, starts, sizes - tail + 1)
     hex_digits = key_hex(first, second)
-    key_at = starts + sizes - 2 - (KEY_LENGTH - 1)  # the first hex digit, after the "k"
-    for number, rows in groups:
-        _stamp(buffers[number], key_at[rows], hex_digits[rows])
+    _stamp(data, starts + sizes - 2 - (KEY_LENGTH - 1), hex_digits)  # the digits after the "k"
     stamped = pa.Array.from_buffers(
-        pa.string_view(),
-        len(array),
-        [None, array.buffers()[1], *(pa.py_buffer(data[:-8]) for data in buffers)],
+        pa.large_string(),
+        count,
+        [None, pa.py_buffer(offsets - begin), pa.py_buffer(data[:-8])],
     )
     return stamped, hex_digits, first
-
-
-def _rows_by_buffer(owner: Any, count: int) -> list[tuple[int, Any]]:
-    """The rows stored in each data buffer: slices when (as usual) they come in runs."""
-    import numpy as np
-
-    changes = np.flatnonzero(np.diff(owner)) + 1
-    bounds = [0, *changes.tolist(), owner.size]
-    runs = [(int(owner[start]), slice(start, stop)) for start, stop in pairwise(bounds)]
-    if len({number for number, _ in runs}) == len(runs):
-        return runs
-    return [(number, np.flatnonzero(owner == number)) for number in range(count)]
 
 
 def _stamp(data: npt.NDArray[np.uint8], where: I64, hex_digits: npt.NDArray[np.uint8]) -> None:
@@ -302,11 +283,12 @@ def _stamp(data: npt.NDArray[np.uint8], where: I64, hex_digits: npt.NDArray[np.u
     at_4[where + 16] = hex_digits[:, 16:20].copy().view("<u4")[:, 0]
 
 
-def _writable(buffer: Any) -> npt.NDArray[np.uint8]:
-    """A copy of an Arrow buffer with 8 zero bytes after it (for unaligned 8-byte reads)."""
+def _writable(buffer: Any, begin: int, end: int) -> npt.NDArray[np.uint8]:
+    """A copy of bytes ``begin:end`` of an Arrow buffer, with 8 zero bytes after them (for
+    unaligned 8-byte reads)."""
     import numpy as np
 
-    data = np.empty(buffer.size + 8, dtype=np.uint8)
-    data[: buffer.size] = np.frombuffer(buffer, dtype=np.uint8)
-    data[buffer.size :] = 0
+    data = np.empty(end - begin + 8, dtype=np.uint8)
+    data[: end - begin] = np.frombuffer(buffer, dtype=np.uint8)[begin:end]
+    data[end - begin :] = 0
     return data

@@ -6,12 +6,12 @@ release the GIL):
 1. every record's sent text is built in one Polars expression, with a placeholder where its
    key goes (``struct.json_encode()`` when Polars' writer already writes every column the
    canonical way, else a ``concat_str`` of per-column JSON texts);
-2. numpy hashes each text's keyless part in place, in Polars' own buffers, and stamps the
-   key's hex digits into a copy of them;
-3. Polars finds duplicate keys; Python only builds the final lists.
+2. numpy hashes each text's keyless part in a copy of Polars' buffer, and stamps the key's hex
+   digits into it;
+3. Polars finds duplicate keys. Keys and texts stay in Arrow arrays: no Python object per row.
 
-Without Polars (a pandas-only install) the same texts are built value by value, and without
-numpy the keys are computed by the plain-Python definition: slower, same bytes.
+Without Polars (a pandas-only install) the same texts are built value by value: slower, same
+bytes. The texts and keys stay in Arrow arrays either way.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from sixtyfour_frames._payload_keys import (
     hash_and_stamp,
     key_strings,
     keys_of_texts,
-    record_key,
 )
 from sixtyfour_frames._payload_values import (
     ColumnRejected,
@@ -59,9 +58,11 @@ _WORKERS: Final = 2
 
 @dataclass(frozen=True)
 class Records:
-    row_keys: list[str]
-    unique_keys: list[str]
-    unique_json: list[str]
+    """Arrow arrays, so that a million records never become a million Python objects."""
+
+    row_keys: Any  # pa.StringArray: one key per input row
+    unique_keys: Any  # pa.StringArray: the distinct keys, in first-seen order
+    texts: Any  # pa.ChunkedArray of large_string: per distinct key, the object text sent
 
 
 def encode_records(table: SourceTable, naive: NaiveDatetimePolicy) -> Records:
@@ -114,17 +115,17 @@ def _encode_with_polars(table: SourceTable, naive: NaiveDatetimePolicy) -> Recor
 class _Chunk:
     """One slice of rows, encoded: the texts as sent (keys included) and the keys."""
 
-    sent: Any  # Arrow string array, one per row
+    sent: Any  # Arrow large_string array, one per row
     keys: Any  # Arrow string array, one per row
-    lane: Any  # numpy uint64, one per row: equal keys have equal lanes
+    lane: Any  # Arrow uint64 array, one per row: equal keys have equal lanes
 
 
 def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
     """Encode ``CHUNK_ROWS`` rows at a time on worker threads, yielding chunks in order.
 
     Polars and numpy release the GIL, so on a multi-core machine the chunks are encoded in
-    parallel; small chunks also keep every buffer small enough to be reused (fresh large
-    allocations are slow) and bound the scratch memory.
+    parallel; small chunks also keep every buffer small enough to be reused (a fresh large
+    allocation costs a page fault per 4 KiB) and bound the scratch memory.
     """
     starts = range(0, frame.height, CHUNK_ROWS)
     if len(starts) == 1:
@@ -142,15 +143,14 @@ def _encoded_chunks(frame: pl.DataFrame, record: pl.Expr) -> Iterator[_Chunk]:
 
 def _encode_chunk(frame: pl.DataFrame, record: pl.Expr) -> _Chunk:
     import polars as pl
+    import pyarrow as pa
 
     texts = frame.select(record.alias("text")).to_series()
-    if not numpy_available():  # Polars does not need numpy; the keys are then slower
-        return _stamp_in_python(texts.to_list())
-    stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.newest()), _TAIL_BYTES)
+    stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.oldest()), _TAIL_BYTES)
     if stamped is None:  # an unexpected memory layout: the same keys, value by value
         return _stamp_in_python(texts.to_list())
     sent, hex_digits, lane = stamped
-    return _Chunk(sent, key_strings(hex_digits), lane)
+    return _Chunk(sent, key_strings(hex_digits), pa.array(lane, pa.uint64()))
 
 
 def _stamp_in_python(texts: list[str]) -> _Chunk:
@@ -160,37 +160,27 @@ def _stamp_in_python(texts: list[str]) -> _Chunk:
     keys = _python_keys(keyless)
     sent = [with_key(text, key) for text, key in zip(keyless, keys, strict=True)]
     lane = [int(key[1:17], 16) for key in keys]
-    return _Chunk(pa.array(sent, pa.string()), pa.array(keys, pa.string()), lane)
+    return _Chunk(
+        pa.array(sent, pa.large_string()), pa.array(keys, pa.string()), pa.array(lane, pa.uint64())
+    )
 
 
 def _collect(chunks: list[_Chunk]) -> Records:
-    """Every row's key, and each distinct record once, in first-seen order."""
+    """Every row's key, and each distinct record once, in first-seen order.
+
+    The texts stay in their chunks: one array of every text would be a large fresh allocation,
+    and the request bodies are cut from them chunk by chunk anyway.
+    """
     import polars as pl
     import pyarrow as pa
 
-    keys = pl.Series("k", pa.chunked_array([chunk.keys for chunk in chunks], pa.string()))
-    row_keys = keys.to_list()
-    lanes = pl.concat([pl.Series("h", chunk.lane, pl.UInt64) for chunk in chunks])
-    if lanes.n_unique() == len(row_keys):  # the usual case: no two rows alike
-        return Records(row_keys, list(row_keys), _texts(chunks, None))
-    first = keys.is_first_distinct()
-    unique_keys = [row_keys[i] for i in first.arg_true().to_list()]
-    return Records(row_keys, unique_keys, _texts(chunks, first))
-
-
-def _texts(chunks: list[_Chunk], keep: pl.Series | None) -> list[str]:
-    """The sent texts of the rows in ``keep`` (all rows when None), chunk by chunk."""
-    import polars as pl
-
-    texts: list[str] = []
-    start = 0
-    for chunk in chunks:
-        sent = pl.Series("j", chunk.sent)
-        if keep is not None:
-            sent = sent.filter(keep.slice(start, len(sent)))
-        texts += sent.to_list()
-        start += len(chunk.keys)
-    return texts
+    keys = pa.chunked_array([chunk.keys for chunk in chunks], pa.string()).combine_chunks()
+    texts = pa.chunked_array([chunk.sent for chunk in chunks], pa.large_string())
+    lanes = pl.Series("h", pa.chunked_array([chunk.lane for chunk in chunks], pa.uint64()))
+    if lanes.n_unique() == len(keys):  # the usual case: no two rows alike
+        return Records(keys, keys, texts)
+    first = pl.Series("k", keys).is_first_distinct().to_arrow()
+    return Records(keys, keys.filter(first), texts.filter(first))
 
 
 def _record_plan(table: SourceTable, naive: NaiveDatetimePolicy) -> tuple[pl.DataFrame, pl.Expr]:
@@ -255,6 +245,8 @@ def _polars_fragment(
 
 
 def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records:
+    import pyarrow as pa
+
     columns = []
     for column in table.columns:
         assert isinstance(column.values, list)
@@ -267,19 +259,14 @@ def _encode_in_python(table: SourceTable, naive: NaiveDatetimePolicy) -> Records
     first: dict[str, str] = {}
     for key, text in zip(keys, texts, strict=True):
         first.setdefault(key, text)
-    return Records(keys, list(first), [with_key(text, key) for key, text in first.items()])
+    sent = [with_key(text, key) for key, text in first.items()]
+    return Records(
+        pa.array(keys, pa.string()),
+        pa.array(list(first), pa.string()),
+        pa.chunked_array([pa.array(sent, pa.large_string())]),
+    )
 
 
 def _python_keys(texts: list[str]) -> list[str]:
-    """The keys of record texts (without the key field), vectorised when numpy is there."""
-    if not numpy_available():
-        return [record_key(text) for text in texts]
+    """The keys of record texts (without the key field), vectorised by numpy."""
     return keys_of_texts([text.encode("utf-8") for text in texts])
-
-
-def numpy_available() -> bool:
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        return False
-    return True
