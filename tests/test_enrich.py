@@ -234,3 +234,29 @@ def test_invalid_options_are_rejected_clearly(run: Callable[..., Any]) -> None:
         run(frame, "company_enrichment", multiple="all")
     with pytest.raises(InvalidArgumentError, match="unknown argument"):
         run(frame, "company_enrichment", colums=["x"])
+
+
+def test_a_slow_download_does_not_hold_up_the_next_runs(tmp_path: Path) -> None:
+    """Finished runs download beside the poll loop (real time): while the first run's file is
+    slow to arrive, the next chunks are still started, polled and collected."""
+    frame = pd.DataFrame({"company_name": [f"Company {i}" for i in range(6)]})
+    with (
+        Emulator(pace=0.001) as emu,
+        Ledger(tmp_path / "ledger") as ledger,
+        Client(api_key=emu.api_key, base_url=emu.base_url) as client,
+    ):
+        emu.add_fault("download_links", "latency", seconds=1.5)  # the first download is slow
+        out = sixtyfour_frames.enrich(
+            frame,
+            Emulator.workflow_id("company_enrichment"),
+            client=client,
+            ledger=ledger,
+            chunk_size=2,
+            max_concurrent_runs=1,
+            poll=0.02,
+            progress=False,
+        )
+        posts = [request.time for request in emu.requests("run")]
+        first_download = emu.requests("download_links")[0].time
+    assert out["domain"].notna().all() and len(posts) == 3
+    assert posts[2] < first_download + 1.0  # the third run started during the first download

@@ -33,6 +33,7 @@ from sixtyfour_frames._chunks import (
 )
 from sixtyfour_frames._client import Client
 from sixtyfour_frames._crash import crash_point
+from sixtyfour_frames._downloads import Downloads
 from sixtyfour_frames._errors import (
     AmbiguousSubmitError,
     InvalidArgumentError,
@@ -195,6 +196,7 @@ class EnrichJob:
         self._works: list[_Work] = []
         self._pending: deque[_Work] = deque()
         self._active: dict[str, _Work] = {}
+        self._downloads: Downloads[_Work, tuple[pa.Table, float]] = Downloads(self._fetch)
         self._submitter = Submitter(
             self._client, self._ledger, sleep=self._sleep, specs_override=options.specs_override
         )
@@ -490,16 +492,24 @@ class EnrichJob:
     def _drive(self, timeout: float | None) -> None:
         schedule = as_schedule(self.options.poll)
         deadline = None if timeout is None else self._clock() + timeout
-        while self._pending or self._active:
+        while self._pending or self._active or self._downloads:
             self._fill_slots()
             ready = [work for work in self._due() if self._poll(work, schedule)]
             for work in ready:  # free the slots first: the next chunks start while these download
                 self._active.pop(work.job_id or "", None)
             self._fill_slots()
             for work in ready:
-                self._collect(work)
+                self._downloads.start(work)
+            if not self._real_time:
+                # An injected clock (tests): each download ends before the clock moves on, so
+                # every run of a test makes the same requests in the same order.
+                self._downloads.wait(all_of_them=True)
+            for work, fetched in self._downloads.finished():
+                self._collect(work, *fetched.result())
             if not self._active and not self._pending:
-                break
+                self._downloads.wait()  # only downloads are left: no poll is due
+                self._check_stop()
+                continue
             if deadline is not None and self._clock() >= deadline:
                 raise WaitTimeoutError(
                     ", ".join(self._active), timeout=timeout or 0.0, last_status="running"
@@ -550,8 +560,9 @@ class EnrichJob:
         self._set_run(work, status.overall_status)
         self._active.pop(work.job_id or "", None)
 
-    def _collect(self, work: _Work) -> None:
-        """Download a finished run and store its rows before anything else touches them."""
+    def _fetch(self, work: _Work) -> tuple[pa.Table, float]:
+        """On the download thread: a finished run's rows, stored before anything else touches
+        them, and the seconds it took."""
         job_id = work.job_id or ""
         started = time.perf_counter()
         table = self._ledger.load_results(job_id)
@@ -560,7 +571,12 @@ class EnrichJob:
             table = self._client.download_results(job_id)
             self._ledger.store_results(job_id, table)
             crash_point("after_download")
-        self._timing("download", started, add=True)
+        return table, time.perf_counter() - started
+
+    def _collect(self, work: _Work, table: pa.Table, seconds: float) -> None:
+        """Take a fetched run's rows into the call (and the row cache) once they are ours."""
+        job_id = work.job_id or ""
+        self.report.timings["download"] = self.report.timings.get("download", 0.0) + seconds
         self._check_rows_are_ours(table, work, job_id)
         if ROW_KEY in table.column_names and self.options.cache:
             self._ledger.cache_put(self._scope, work.chunk.keys, job_id)
@@ -619,12 +635,18 @@ class EnrichJob:
             "re-running the call sends these records in a new run.",
         )
 
+    @property
+    def _real_time(self) -> bool:
+        return self._sleep is time.sleep
+
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
-            if self._sleep is time.sleep:
-                self._stop.wait(seconds)  # wakes at once when an async caller is cancelled
-            else:
+            if not self._real_time:
                 self._sleep(seconds)
+            elif self._downloads:
+                self._downloads.wait(seconds)  # wakes when the rows are in, to take them at once
+            else:
+                self._stop.wait(seconds)  # wakes at once when an async caller is cancelled
         self._check_stop()
 
     def _check_stop(self) -> None:
@@ -770,10 +792,8 @@ class EnrichJob:
 
     # ------------------------------------------------------------ housekeeping
 
-    def _timing(self, phase: str, started: float, *, add: bool = False) -> None:
-        elapsed = time.perf_counter() - started
-        timings = self.report.timings
-        timings[phase] = timings.get(phase, 0.0) + elapsed if add else elapsed
+    def _timing(self, phase: str, started: float) -> None:
+        self.report.timings[phase] = time.perf_counter() - started
 
     def _close_progress(self) -> None:
         if self._tracker is not None:
@@ -782,6 +802,7 @@ class EnrichJob:
 
     def _release(self) -> None:
         """Close the client and ledger this job created (once; a caller's own are left open)."""
+        self._downloads.close()  # the download in flight uses both
         if self._owns_client:
             self._client.close()
             self._owns_client = False

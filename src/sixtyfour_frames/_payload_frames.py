@@ -316,7 +316,7 @@ def _typed_objects(series: pd.Series[Any]) -> bool:
         return True
     if kind != "date":
         return False
-    present = series.array[series.notna().to_numpy()]
+    present = series.to_numpy(dtype=object)[series.notna().to_numpy()]  # an ndarray iterates fast
     return set(map(type, present)) == {dt.date}
 
 

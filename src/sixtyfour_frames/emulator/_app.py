@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -73,12 +74,18 @@ def _storage_error(status: int, code: str, message: str, details: str = "") -> R
     return Response(xml, status_code=status, media_type="application/xml")
 
 
+_RENDERED_FILES_KEPT = 32
+
+
 class Api:
     """The API routes, bound to one state core."""
 
     def __init__(self, state: EmulatorState, shutdown: threading.Event) -> None:
         self.state = state
         self.shutdown = shutdown
+        # A file is rendered for its download link (its size) and again when fetched; a block's
+        # rows never change once produced, so the bytes are kept for the last few files.
+        self._rendered: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
 
     def routes(self) -> list[BaseRoute]:
         """Route order matters: ``/workflows/runs`` before ``/workflows/{workflow_id}``."""
@@ -248,7 +255,13 @@ class Api:
         )
 
     def _content(self, result: ResultFile) -> bytes:
-        content = _files.render(result.rows, result.columns, result.fmt)
+        key = (result.job_id, result.block_number, result.fmt)
+        content = self._rendered.pop(key, None)
+        if content is None:
+            content = _files.render(result.rows, result.columns, result.fmt)
+        self._rendered[key] = content
+        while len(self._rendered) > _RENDERED_FILES_KEPT:
+            self._rendered.popitem(last=False)
         bom = self.state.settings.csv_bom and result.fmt == _files.CSV
         return _files.with_bom(content) if bom else content
 

