@@ -123,7 +123,7 @@ def test_record_intent_rejects_bad_record_keys(ledger: Ledger, keys: object) -> 
             workflow_id="wf",
             scope="sc",
             body_sha256="b",
-            record_keys=keys,  # type: ignore[arg-type]
+            record_keys=keys,
         )
 
 
@@ -502,6 +502,28 @@ def test_cache_put_lookup_forget_many_keys(ledger: Ledger) -> None:
     assert ledger.cache_forget("scope-1") == 99_000
     assert ledger.cache_lookup("scope-1", keys) == {}
     assert ledger.cache_forget("scope-never-used") == 0
+
+
+def test_keys_may_be_arrow_string_arrays_and_mean_the_same_as_python_strings(
+    ledger: Ledger,
+) -> None:
+    keys = [f"k{i:020x}" for i in range(1_000)]
+    ledger.store_results("job-1", pa.table({"__sixtyfour_row": keys}))
+    ledger.cache_put("scope-1", pa.array(keys[:600], pa.string()), "job-1")
+    as_arrow = ledger.cache_lookup("scope-1", pa.chunked_array([keys[:300], keys[300:]]))
+    assert as_arrow == ledger.cache_lookup("scope-1", keys) == dict.fromkeys(keys[:600], "job-1")
+    sub = ledger.record_intent(
+        fingerprint="fp-arrow",
+        workflow_id="wf",
+        scope="scope-1",
+        body_sha256="b" * 64,
+        record_keys=pa.array(keys[:3], pa.large_string()),
+    )
+    assert sub.record_keys == tuple(keys[:3])
+    assert ledger.cache_forget("scope-1", pa.array(keys[:100])) == 100
+    for bad, reason in ((pa.array([1, 2]), "strings"), (pa.array(["k1", None]), "null")):
+        with pytest.raises(InvalidArgumentError, match=reason):
+            ledger.cache_lookup("scope-1", bad)
 
 
 def test_cache_put_needs_stored_results(ledger: Ledger) -> None:

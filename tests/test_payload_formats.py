@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import json
 import math
 import random
@@ -302,7 +303,8 @@ def test_bodies_are_cut_from_the_stored_texts_across_encoding_chunks(
     def expected(positions: Any) -> bytes:
         return ("[" + ",".join(texts[int(i)] for i in positions) + "]").encode()
 
-    cases = [range(50), range(5, 23), range(49, 50), range(3, 3), np.array([40, 2, 17, 2])]
+    cases: list[Any] = [range(50), range(5, 23), range(49, 50), range(3, 3)]
+    cases.append(np.array([40, 2, 17, 2], dtype=np.int64))
     for positions in cases:
         assert payload.body_for(positions) == expected(positions)
     assert payload.body_bytes(payload.unique_keys[::-1]) == expected(range(49, -1, -1))
@@ -325,3 +327,23 @@ def test_an_object_column_of_dates_is_read_whole_and_a_datetime_among_them_keeps
     assert [record["d"] for record in sent] == ["2024-01-01", "2024-01-01T05:30:00.000000+00:00"]
     with pytest.raises(SerializationError, match="naive"):
         build_payload(pd.DataFrame({"d": mixed}))
+
+
+def test_texts_are_copied_from_polars_buffers_or_else_converted_by_arrow() -> None:
+    import pyarrow as pa
+
+    from sixtyfour_frames._payload_keys import texts_of_large_strings, texts_of_views
+
+    long = [f'{{"name":"company {i}","note":"{"é" * (i % 40)}"}}' for i in range(5000)]
+    series = pl.Series("t", long)
+    from_views = texts_of_views(series.to_arrow(compat_level=pl.CompatLevel.newest()))
+    converted = texts_of_large_strings(series.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    assert from_views is not None and converted is not None
+    for (data, offsets), expected in ((from_views, long), (converted, long)):
+        bounds = offsets.tolist()
+        assert [data[a:b].tobytes().decode() for a, b in itertools.pairwise(bounds)] == expected
+        assert bounds[-1] == data.size - 8 and data[-8:].sum() == 0
+    views = pa.array(long, pa.string_view())
+    assert texts_of_views(pa.array(["short", *long], pa.string_view())) is None  # inline text
+    assert texts_of_views(views.slice(3)) is None and texts_of_views(pa.array(long)) is None
+    assert texts_of_large_strings(pa.array([*long, None], pa.large_string())) is None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from sixtyfour_frames._errors import InvalidArgumentError
 
@@ -52,7 +53,8 @@ def body_sha256(body: bytes) -> str:
 @dataclass(frozen=True)
 class Chunk:
     index: int
-    keys: tuple[str, ...]
+    keys: pa.Array
+    """The chunk's record keys (Arrow strings: a large call holds no Python string per key)."""
     positions: npt.NDArray[np.int64]
     """Where the chunk's records are in the payload's distinct records."""
     size_bytes: int

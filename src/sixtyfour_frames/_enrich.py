@@ -302,7 +302,7 @@ class EnrichJob:
         report.rows_in = payload.n_rows
         report.rows_unique = payload.n_unique
         report.rows_deduplicated = payload.n_rows - payload.n_unique
-        cached = self._reuse_cached(payload.unique_keys)
+        cached = self._reuse_cached(payload.unique_key_array)
         to_send = np.flatnonzero(
             pc.invert(pc.is_in(payload.unique_key_array, pa.array(cached, pa.string())))
         )
@@ -313,13 +313,14 @@ class EnrichJob:
         chunks = []
         for index, (start, stop, size) in enumerate(runs):
             positions = to_send[start:stop]
-            chunks.append(Chunk(index, tuple(payload.keys_at(positions)), positions, size))
+            keys = payload.unique_key_array.take(pa.array(positions))
+            chunks.append(Chunk(index, keys, positions, size))
         if self._pays_again:
             self._generation = self._refresh_generation(chunks)
         for chunk in chunks:
             self._add_work(chunk)
 
-    def _reuse_cached(self, keys: Sequence[str]) -> set[str]:
+    def _reuse_cached(self, keys: pa.Array) -> set[str]:
         if not self.options.cache or self.options.refresh:
             return set()
         by_job: dict[str, list[str]] = {}
@@ -332,7 +333,7 @@ class EnrichJob:
             if table is None or ROW_KEY not in table.column_names:
                 continue  # the stored rows are gone: those records are sent again
             mask = pc.is_in(table.column(ROW_KEY), value_set=pa.array(job_keys, pa.string()))
-            self._cached_tables.append(table.filter(mask))
+            self._cached_tables.append(self._joinable(table.filter(mask)))
             served.update(job_keys)
             serving_runs.append(job_id)
         self.report.rows_cached = len(served)
@@ -581,9 +582,18 @@ class EnrichJob:
         if ROW_KEY in table.column_names and self.options.cache:
             self._ledger.cache_put(self._scope, work.chunk.keys, job_id)
         self._ledger.mark(work.fingerprint, SubmissionState.COMPLETED)
-        work.table = table
+        work.table = self._joinable(table)
         self._set_run(work, "completed", done=True)
         self._active.pop(job_id, None)
+
+    def _joinable(self, table: pa.Table) -> pa.Table:
+        """The columns the join can use. With the row key there, the echoed input columns are
+        never attached (nor matched on): not holding them keeps a large call's memory down. The
+        ledger keeps the file as downloaded."""
+        if ROW_KEY not in table.column_names:
+            return table  # matched on the echoed `on` columns
+        echoed = set(self._payload.columns)
+        return table.drop_columns([name for name in table.column_names if name in echoed])
 
     def _check_rows_are_ours(self, table: pa.Table, work: _Work, job_id: str) -> None:
         """Refuse a run whose rows all belong to other records: another client's run, adopted.
@@ -745,7 +755,7 @@ class EnrichJob:
                 key: (_failure_status(w.error), str(w.error))
                 for w in self._works
                 if w.error is not None
-                for key in w.chunk.keys
+                for key in w.chunk.keys.to_pylist()
             }
         joined, stats = join_results(
             self._frame,
@@ -825,13 +835,15 @@ def _failure_status(error: RunError | None) -> str:
     return "cancelled" if isinstance(error, RunCancelledError) else "failed"
 
 
-def _holds_only_other_records(table: pa.Table, ours: Sequence[str]) -> bool:
+def _holds_only_other_records(table: pa.Table, ours: pa.Array) -> bool:
     """True when a run's output has row keys and none of them is one of ``ours``. (A workflow
     that drops the key leaves nothing to check against: False.)"""
     if ROW_KEY not in table.column_names:
         return False
-    keys = set(pc.unique(pc.drop_null(table.column(ROW_KEY))).to_pylist())
-    return bool(keys) and keys.isdisjoint(ours)
+    keys = pc.drop_null(table.column(ROW_KEY))
+    if not len(keys):
+        return False
+    return not pc.any(pc.is_in(keys, value_set=ours.cast(keys.type))).as_py()
 
 
 def _build(frame: Any, options: EnrichOptions) -> Payload:

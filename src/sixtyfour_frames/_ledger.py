@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -42,6 +42,8 @@ import pyarrow.parquet as pq
 from sixtyfour_frames._errors import InvalidArgumentError, LedgerError
 from sixtyfour_frames._ledger_cache import (
     KeyBatch,
+    Keys,
+    checked_key_array,
     count_distinct,
     count_present,
     decode,
@@ -49,7 +51,6 @@ from sixtyfour_frames._ledger_cache import (
     encode,
     find,
     fresh_batch,
-    key_array,
     key_list,
     latest,
     merge,
@@ -204,7 +205,7 @@ class Ledger:
         workflow_id: str,
         scope: str,
         body_sha256: str,
-        record_keys: Iterable[str],
+        record_keys: Keys,
         call_id: str | None = None,
     ) -> Submission:
         """Record (durably, before returning) the intent to submit, with a fresh Idempotency-Key.
@@ -472,7 +473,7 @@ class Ledger:
 
     # --- row cache ------------------------------------------------------------------------------
 
-    def cache_put(self, scope: str, record_keys: Iterable[str], job_id: str) -> None:
+    def cache_put(self, scope: str, record_keys: Keys, job_id: str) -> None:
         """Record that run ``job_id`` enriched ``record_keys`` in ``scope``; the latest put wins.
 
         The run's results must already be stored (:meth:`store_results`), so a cache entry always
@@ -480,8 +481,8 @@ class Ledger:
         the same put (a retry) stores nothing new. See :mod:`._ledger_cache` for the format.
         """
         _require_text(scope=scope, job_id=job_id)
-        keys = key_list(record_keys)
-        if not keys:
+        keys = checked_key_array(record_keys)
+        if not len(keys):
             return
         self._require_stored_results(job_id)
         with self._read() as conn:
@@ -516,27 +517,27 @@ class Ledger:
         for piece in split_for_storage(merged):  # inserted last: the merged run stays the newest
             _insert_batch(conn, scope_id, piece, encode(piece))
 
-    def cache_lookup(self, scope: str, record_keys: Iterable[str]) -> dict[str, str]:
+    def cache_lookup(self, scope: str, record_keys: Keys) -> dict[str, str]:
         """``{record key: job id}`` for the keys already enriched in ``scope`` (latest put wins).
 
         One query reads the scope's key batches; the matching is done by Arrow hash kernels over
         whole arrays, not one probe per key.
         """
         _require_text(scope=scope)
-        query = key_list(record_keys)
+        query = checked_key_array(record_keys)
         with self._read() as conn:
             scope_id = _find_scope_id(conn, scope)
-            if scope_id is None or not query:
+            if scope_id is None or not len(query):
                 return {}
             batches = [batch for _, batch in self._batches(conn, scope_id)]
         keys, owners = find(query, batches)
         return latest(keys, owners, self._job_ids(set(owners))) if keys else {}
 
-    def cache_forget(self, scope: str, record_keys: Iterable[str] | None = None) -> int:
+    def cache_forget(self, scope: str, record_keys: Keys | None = None) -> int:
         """Forget cached records of ``scope`` (all of them when ``record_keys`` is None); returns
         how many distinct records were forgotten. The stored results themselves are kept."""
         _require_text(scope=scope)
-        removed = None if record_keys is None else key_array(key_list(record_keys))
+        removed = None if record_keys is None else checked_key_array(record_keys)
         with self._write() as conn:
             scope_id = _find_scope_id(conn, scope)
             if scope_id is None:

@@ -23,6 +23,7 @@ import hashlib
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +31,8 @@ import pyarrow.ipc as ipc
 
 from sixtyfour_frames._errors import InvalidArgumentError
 
+Keys: TypeAlias = Iterable[str] | pa.Array | pa.ChunkedArray
+"""Record keys: Python strings, or an Arrow string array (used without a Python object per key)."""
 KEY_TYPE = pa.large_string()  # 64-bit offsets: a scope's keys may exceed 2 GiB of text together
 OWNER_TYPE = pa.int64()
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # well under SQLite's 1 GB blob limit, whatever the key length
@@ -56,8 +59,10 @@ class KeyBatch:
         return int(self.keys.nbytes)
 
 
-def key_list(record_keys: Iterable[str]) -> list[str]:
+def key_list(record_keys: Keys) -> list[str]:
     """The keys as a list of strings; a lone string or a non-string key is refused."""
+    if isinstance(record_keys, pa.Array | pa.ChunkedArray):
+        return cast(list[str], checked_key_array(record_keys).to_pylist())
     if isinstance(record_keys, str | bytes):
         raise InvalidArgumentError("record keys must be an iterable of strings, not one string")
     keys = list(record_keys)
@@ -68,12 +73,26 @@ def key_list(record_keys: Iterable[str]) -> list[str]:
     return keys
 
 
+def checked_key_array(record_keys: Keys) -> pa.Array:
+    """The keys as an Arrow array; an Arrow array of strings is used as it is (no Python
+    string per key), anything else is checked like :func:`key_list`."""
+    if isinstance(record_keys, pa.ChunkedArray):
+        record_keys = record_keys.combine_chunks()
+    if not isinstance(record_keys, pa.Array):
+        return key_array(key_list(record_keys))
+    if not (pa.types.is_string(record_keys.type) or pa.types.is_large_string(record_keys.type)):
+        raise InvalidArgumentError(f"record keys must be strings, not {record_keys.type}")
+    if record_keys.null_count:
+        raise InvalidArgumentError("record keys must not be null")
+    return record_keys.cast(KEY_TYPE)
+
+
 def key_array(keys: Sequence[str]) -> pa.Array:
     return pa.array(keys, type=KEY_TYPE)
 
 
-def fresh_batch(keys: Sequence[str], result_id: int) -> KeyBatch:
-    distinct = pc.unique(key_array(keys))
+def fresh_batch(keys: pa.Array, result_id: int) -> KeyBatch:
+    distinct = pc.unique(keys)
     return KeyBatch(distinct, pa.repeat(pa.scalar(result_id, OWNER_TYPE), len(distinct)))
 
 
@@ -109,16 +128,16 @@ def digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def find(query: Sequence[str], newest_first: Sequence[KeyBatch]) -> tuple[list[str], list[int]]:
+def find(query: pa.Array, newest_first: Sequence[KeyBatch]) -> tuple[list[str], list[int]]:
     """The stored occurrences of the query keys, newest first: (keys, their owners).
 
     The hash table is built over the query and the stored keys are streamed through it, which is
     cheap whichever side is larger (inserting into a hash table costs more than probing it).
     """
-    if not query or not newest_first:
+    if not len(query) or not newest_first:
         return [], []
     stored = _concat(newest_first)
-    hit = pc.is_in(stored.keys, value_set=key_array(query))
+    hit = pc.is_in(stored.keys, value_set=query)
     return stored.keys.filter(hit).to_pylist(), stored.owners.filter(hit).to_pylist()
 
 

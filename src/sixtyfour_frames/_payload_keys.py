@@ -232,19 +232,53 @@ def keys_of_texts(texts: list[bytes]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# In place in an Arrow large_string buffer: hash each sent text's keyless part, stamp its key
+# In one writable copy of the texts: hash each sent text's keyless part, stamp its key
 # ---------------------------------------------------------------------------------------------
 
+_VIEW: Final = [("size", "<i4"), ("prefix", "<u4"), ("buffer", "<i4"), ("offset", "<i4")]
 
-def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U64] | None:
-    """Key the records of a ``large_string`` array whose texts end with the key placeholder.
+Texts = tuple["npt.NDArray[np.uint8]", "I64"]
+"""Texts laid end to end: the bytes (with 8 zero bytes after them, for unaligned 8-byte reads)
+and the ``n + 1`` offsets where each text starts (the last one: where the bytes end)."""
 
-    Each text is the sent object with ``KEY_PLACEHOLDER`` in place of its key, followed by
-    ``"}`` (``tail`` bytes from the ``,`` that opens the key field to the end). Returns the
-    same texts with their keys written in (a copy, laid out contiguously), the keys' hex digits
-    (see :func:`key_hex`) and their first lane (to find duplicates cheaply); None when the
-    array is not laid out as expected, so that the caller can take the slow path.
+
+def texts_of_views(array: Any) -> Texts | None:
+    """The texts of a ``string_view`` array (what Polars builds), copied once into one buffer.
+
+    Polars appends each text after the previous one in its data buffers, so each buffer's used
+    part is copied whole. None when the array is not laid out that way (the caller then lets
+    Arrow convert it).
     """
+    import numpy as np
+    import pyarrow as pa
+
+    if array.null_count or array.offset or not pa.types.is_string_view(array.type):
+        return None
+    count = len(array)
+    views = np.frombuffer(array.buffers()[1], dtype=_VIEW)[:count]
+    sizes = views["size"].astype(np.int64)
+    starts = views["offset"].astype(np.int64)
+    owner = views["buffer"]
+    if count == 0 or (sizes <= 12).any():
+        return None  # a text of up to 12 bytes lives inside its view, not in a buffer
+    follows = owner[1:] == owner[:-1]
+    expected = np.where(follows, starts[:-1] + sizes[:-1], 0)
+    if starts[0] != 0 or (starts[1:] != expected).any() or (np.diff(owner) < 0).any():
+        return None
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]) + 8, dtype=np.uint8)
+    data[-8:] = 0
+    firsts = np.flatnonzero(np.concatenate(([True], ~follows)))
+    for first, stop in zip(firsts.tolist(), [*firsts[1:].tolist(), count], strict=True):
+        begin, end = int(offsets[first]), int(offsets[stop])
+        source = array.buffers()[2 + int(owner[first])]
+        data[begin:end] = np.frombuffer(source, dtype=np.uint8, count=end - begin)
+    return data, offsets
+
+
+def texts_of_large_strings(array: Any) -> Texts | None:
+    """The texts of a ``large_string`` array, copied into one buffer (None if it has nulls)."""
     import numpy as np
     import pyarrow as pa
 
@@ -254,19 +288,35 @@ def hash_and_stamp(array: Any, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[
         array.offset : array.offset + count + 1
     ]
-    sizes = np.diff(offsets)
-    if count == 0 or (sizes <= tail).any():
-        return None  # a text without the key field
     begin, end = int(offsets[0]), int(offsets[-1])
-    data = _writable(array.buffers()[2], begin, end)
-    starts = offsets[:-1] - begin
+    data = np.empty(end - begin + 8, dtype=np.uint8)
+    data[: end - begin] = np.frombuffer(array.buffers()[2], dtype=np.uint8)[begin:end]
+    data[end - begin :] = 0
+    return data, offsets - begin
+
+
+def hash_and_stamp(texts: Texts, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U64] | None:
+    """Key records whose texts end with the key placeholder, writing each key into its text.
+
+    Each text is the sent object with ``KEY_PLACEHOLDER`` in place of its key, followed by
+    ``"}`` (``tail`` bytes from the ``,`` that opens the key field to the end). Returns the
+    texts as a ``large_string`` array over the same bytes, now holding their keys, the keys'
+    hex digits (see :func:`key_hex`) and their first lane (to find duplicates cheaply); None
+    when a text is too short to hold the key field, so that the caller can take the slow path.
+    """
+    import pyarrow as pa
+
+    data, offsets = texts
+    starts, sizes = offsets[:-1], offsets[1:] - offsets[:-1]
+    if (sizes <= tail).any():
+        return None
     first, second = hash_records(data, starts, sizes - tail + 1)
     hex_digits = key_hex(first, second)
     _stamp(data, starts + sizes - 2 - (KEY_LENGTH - 1), hex_digits)  # the digits after the "k"
     stamped = pa.Array.from_buffers(
         pa.large_string(),
-        count,
-        [None, pa.py_buffer(offsets - begin), pa.py_buffer(data[:-8])],
+        len(starts),
+        [None, pa.py_buffer(offsets), pa.py_buffer(data[:-8])],
     )
     return stamped, hex_digits, first
 
@@ -281,14 +331,3 @@ def _stamp(data: npt.NDArray[np.uint8], where: I64, hex_digits: npt.NDArray[np.u
     at_8[where] = words[:, 0]
     at_8[where + 8] = words[:, 1]
     at_4[where + 16] = hex_digits[:, 16:20].copy().view("<u4")[:, 0]
-
-
-def _writable(buffer: Any, begin: int, end: int) -> npt.NDArray[np.uint8]:
-    """A copy of bytes ``begin:end`` of an Arrow buffer, with 8 zero bytes after them (for
-    unaligned 8-byte reads)."""
-    import numpy as np
-
-    data = np.empty(end - begin + 8, dtype=np.uint8)
-    data[: end - begin] = np.frombuffer(buffer, dtype=np.uint8)[begin:end]
-    data[end - begin :] = 0
-    return data

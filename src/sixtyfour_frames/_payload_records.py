@@ -35,6 +35,8 @@ from sixtyfour_frames._payload_keys import (
     hash_and_stamp,
     key_strings,
     keys_of_texts,
+    texts_of_large_strings,
+    texts_of_views,
 )
 from sixtyfour_frames._payload_values import (
     ColumnRejected,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 _KEY_FIELD: Final = "," + format_string(ROW_KEY) + ':"'
 _TAIL: Final = _KEY_FIELD + KEY_PLACEHOLDER + '"}'
 _TAIL_BYTES: Final = len(_TAIL.encode("utf-8"))
-CHUNK_ROWS: Final = 1 << 16
+CHUNK_ROWS: Final = 1 << 14
 NATIVE_RECORDS: Final = True  # tests turn it off to check both paths give the same bytes
 _WORKERS: Final = 2
 
@@ -146,7 +148,10 @@ def _encode_chunk(frame: pl.DataFrame, record: pl.Expr) -> _Chunk:
     import pyarrow as pa
 
     texts = frame.select(record.alias("text")).to_series()
-    stamped = hash_and_stamp(texts.to_arrow(compat_level=pl.CompatLevel.oldest()), _TAIL_BYTES)
+    laid_out = texts_of_views(texts.to_arrow(compat_level=pl.CompatLevel.newest()))
+    if laid_out is None:  # another memory layout: let Arrow convert it first
+        laid_out = texts_of_large_strings(texts.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    stamped = None if laid_out is None else hash_and_stamp(laid_out, _TAIL_BYTES)
     if stamped is None:  # an unexpected memory layout: the same keys, value by value
         return _stamp_in_python(texts.to_list())
     sent, hex_digits, lane = stamped
