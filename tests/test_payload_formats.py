@@ -347,3 +347,12 @@ def test_texts_are_copied_from_polars_buffers_or_else_converted_by_arrow() -> No
     assert texts_of_views(pa.array(["short", *long], pa.string_view())) is None  # inline text
     assert texts_of_views(views.slice(3)) is None and texts_of_views(pa.array(long)) is None
     assert texts_of_large_strings(pa.array([*long, None], pa.large_string())) is None
+
+
+def test_a_payload_without_its_texts_keeps_its_keys_and_refuses_to_build_bodies() -> None:
+    payload = build_payload(pl.DataFrame({"a": [1, 2, 1]}))
+    keys_only = payload.without_texts()
+    assert keys_only.row_keys == payload.row_keys and keys_only.n_unique == 2
+    assert keys_only != payload and keys_only == payload.without_texts()
+    with pytest.raises(RuntimeError, match="released"):
+        keys_only.body_for(range(2))

@@ -432,6 +432,8 @@ class EnrichJob:
                 # the queue, where Ctrl-C handling looks for the runs of interrupted submissions.
                 self._pending.appendleft(work)
                 raise
+        if not self._pending and self._payload.texts is not None:
+            self._payload = self._payload.without_texts()  # every chunk is sent
 
     def _submit(self, work: _Work) -> None:
         records_json = self._body(work.chunk)

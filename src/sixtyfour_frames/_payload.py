@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Final, cast, get_args
 
@@ -105,8 +105,9 @@ class Payload:
     """One per input row: the key of that row's record (Arrow strings)."""
     unique_key_array: pa.Array
     """The distinct keys, in first-seen order (Arrow strings)."""
-    texts: pa.ChunkedArray
-    """Per distinct key (same order): the JSON object text that is sent (Arrow large strings)."""
+    texts: pa.ChunkedArray | None
+    """Per distinct key (same order): the JSON object text that is sent (Arrow large strings);
+    None once released (:meth:`without_texts`)."""
 
     @property
     def n_rows(self) -> int:
@@ -129,12 +130,12 @@ class Payload:
     @cached_property
     def unique_json(self) -> list[str]:
         """Per distinct key (same order): the JSON object text that is sent."""
-        return cast(list[str], self.texts.to_pylist())
+        return cast(list[str], self._texts.to_pylist())
 
     @cached_property
     def record_sizes(self) -> npt.NDArray[np.int64]:
         """Per distinct key (same order): the size of its object text in UTF-8 bytes."""
-        return np.asarray(pc.binary_length(self.texts).to_numpy(), dtype=np.int64)
+        return np.asarray(pc.binary_length(self._texts).to_numpy(), dtype=np.int64)
 
     def positions_of(self, keys: Sequence[str]) -> npt.NDArray[np.int64]:
         """Where ``keys`` are among the distinct keys (``KeyError`` for a key not in here)."""
@@ -149,14 +150,14 @@ class Payload:
 
     def json_for(self, keys: Sequence[str]) -> list[str]:
         """The object texts for ``keys``, in that order."""
-        return cast(list[str], self._select(self.texts, self.positions_of(keys)).to_pylist())
+        return cast(list[str], self._select(self._texts, self.positions_of(keys)).to_pylist())
 
     def body_for(self, positions: range | npt.NDArray[np.int64]) -> bytes:
         """A JSON array of the distinct records at ``positions``, UTF-8: ``[{…},{…}]``.
 
         Built by Arrow's join kernel from the stored texts: no Python string per record.
         """
-        texts = self._select(self.texts, positions)
+        texts = self._select(self._texts, positions)
         if len(texts) == 0:
             return b"[]"
         values = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
@@ -173,6 +174,17 @@ class Payload:
         texts = self.unique_json if keys is None else self.json_for(keys)
         return [json.loads(text) for text in texts]
 
+    def without_texts(self) -> Payload:
+        """The same payload without its texts: once every chunk is sent, only the keys are
+        needed (to join the results back), and the texts are most of the payload's memory."""
+        return replace(self, texts=None)
+
+    @property
+    def _texts(self) -> pa.ChunkedArray:
+        if self.texts is None:
+            raise RuntimeError("this payload's texts were released (without_texts)")
+        return self.texts
+
     @staticmethod
     def _select(values: Any, positions: range | npt.NDArray[np.int64]) -> Any:
         if isinstance(positions, range) and positions.step == 1:
@@ -186,7 +198,8 @@ class Payload:
             self.columns == other.columns
             and self.row_key_array.equals(other.row_key_array)
             and self.unique_key_array.equals(other.unique_key_array)
-            and self.texts.equals(other.texts)
+            and (self.texts is None) == (other.texts is None)
+            and (self.texts is None or self.texts.equals(other.texts))
         )
 
     __hash__ = None  # type: ignore[assignment]
