@@ -168,7 +168,9 @@ def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
     payload = build_payload(frame)
     payload_bytes = request_bytes(payload)  # each body is dropped once sent, as enrich does
     table = parse_result(data, "csv")
-    joined, _ = join_results(frame, table, row_keys=payload.row_keys, sent_columns=payload.columns)
+    joined, _ = join_results(
+        frame, table, row_keys=payload.row_key_array, sent_columns=payload.columns
+    )
     seconds = time.perf_counter() - started
     peak = _peak_bytes()
     return {

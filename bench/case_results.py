@@ -113,7 +113,7 @@ def library(frame: Any, data: bytes, payload: Any) -> Callable[[Callable[[str], 
         table = parse_result(data, "csv")
         mark("parse_result")
         joined, _ = join_results(
-            frame, table, row_keys=payload.row_keys, sent_columns=payload.columns
+            frame, table, row_keys=payload.row_key_array, sent_columns=payload.columns
         )
         mark("join_results")
         return joined

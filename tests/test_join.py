@@ -654,3 +654,151 @@ def test_property_frame_untouched_and_rows_matched(lib: Lib, scenario: dict[str,
     assert stats.rows_out == len(rows)
     assert stats.rows_matched == sum(key in output for key in keys)
     assert stats.output_extra == sum(key not in keys for key in output)
+
+
+# -- row keys as an Arrow array ------------------------------------------------------------------
+
+ARROW_KEY_FORMS: dict[str, Callable[[list[Any]], Any]] = {
+    "string": lambda keys: pa.array(keys, pa.string()),
+    "large_string": lambda keys: pa.array(keys, pa.large_string()),
+    "chunked string": lambda keys: pa.chunked_array(
+        [pa.array(keys[:1], pa.string()), pa.array(keys[1:], pa.string())]
+    ),
+    "chunked large_string": lambda keys: pa.chunked_array(
+        [pa.array(keys[:3], pa.large_string()), pa.array(keys[3:], pa.large_string())]
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ARROW_KEY_FORMS))
+@pytest.mark.parametrize("lib", LIBS)
+def test_arrow_row_keys_join_like_a_list(lib: Lib, form: str) -> None:
+    results = results_table([("kg", 2), ("ka", 1), ("kx", 9), ("kg", 5)])
+    arrow_keys = ARROW_KEY_FORMS[form](KEYS)
+    for multiple in ("first", "list", "explode"):
+        listed = join(lib, results, multiple=multiple)
+        frame = make_frame(lib, RECORDS)
+        arrowed = join_results(
+            frame, results, row_keys=arrow_keys, sent_columns=["name", "size"], multiple=multiple
+        )
+        assert_same_frame(arrowed[0], listed[0])
+        assert arrowed[1] == listed[1]
+
+
+@pytest.mark.parametrize(
+    ("row_keys", "message"),
+    [
+        (pa.array(["ka"]), r"row_keys has 1 keys but the frame has 4 rows"),
+        (pa.chunked_array([pa.array(["ka", "kg"]), pa.array(["ki"])]), r"has 3 keys but"),
+        (pa.array(["ka", None, "ki", "ka"]), r"row_keys holds 1 null keys"),
+        (pa.chunked_array([["ka", "kg"], [None, None]], pa.string()), r"holds 2 null"),
+        (pa.array([1, 2, 3, 4]), r"row_keys must be strings .*not an Arrow array of int64"),
+        (pa.array([b"ka", b"kg", b"ki", b"ka"]), r"row_keys must be strings"),
+    ],
+)
+@pytest.mark.parametrize("lib", LIBS)
+def test_arrow_row_keys_are_checked_like_a_list(lib: Lib, row_keys: Any, message: str) -> None:
+    with pytest.raises(JoinError, match=message):
+        join_results(
+            make_frame(lib, RECORDS), results_table([]), row_keys=row_keys, sent_columns=[]
+        )
+
+
+# -- the unique-key fast path gives what the general matching gives ------------------------------
+
+
+def join_both_ways(frame: Any, results: pa.Table, **options: Any) -> tuple[Any, Any]:
+    """The join as it runs, and the same join with the unique-key fast path switched off."""
+    from sixtyfour_frames import _join
+
+    fast = join_results(copy_of(frame), results, **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_join, "_match_unique", lambda caller, output: None)
+        general = join_results(copy_of(frame), results, **options)
+    return fast, general
+
+
+@st.composite
+def key_scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    """Row keys of one length (the hashed lookup) or of several (the string lookup), and an output
+    that is a shuffled one-row-per-record set or not (missing, repeated, unknown, null keys)."""
+    n = draw(st.integers(0, 10))
+    same_width = draw(st.booleans())
+    make_key = (lambda i: f"k{i:04x}") if same_width else (lambda i: "k" + "x" * i)
+    keys = [make_key(draw(st.integers(0, 6))) for _ in range(n)]
+    distinct = list(dict.fromkeys(keys))
+    if draw(st.booleans()):
+        output: list[str | None] = list(distinct)  # the usual case: the fast path applies
+    else:
+        kept = [key for key in distinct if draw(st.booleans())]
+        output = [key for key in kept for _ in range(draw(st.integers(1, 2)))]
+        output += draw(st.lists(st.sampled_from([make_key(99), None]), max_size=2))
+    return {
+        "keys": keys,
+        "output": draw(st.permutations(output)),
+        "multiple": draw(st.sampled_from(["first", "list", "explode"])),
+    }
+
+
+@pytest.mark.parametrize("lib", LIBS)
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(scenario=key_scenarios())
+def test_fast_and_general_matching_agree(lib: Lib, scenario: dict[str, Any]) -> None:
+    keys, output = scenario["keys"], scenario["output"]
+    frame = make_frame(lib, {"i": list(range(len(keys)))})
+    results = pa.table(
+        {
+            ROW_KEY: pa.array(output, pa.string()),
+            "score": pa.array(range(len(output)), pa.int64()),
+            "label": pa.array([f"row {p}" for p in range(len(output))], pa.string()),
+        }
+    )
+    fast, general = join_both_ways(
+        frame, results, row_keys=keys, sent_columns=[], multiple=scenario["multiple"]
+    )
+    assert_same_frame(fast[0], general[0])
+    assert fast[1] == general[1]
+    assert values(fast[0], "score") == expected_values(keys, output, scenario["multiple"])
+
+
+@pytest.mark.parametrize("width", ["one length", "several lengths"])
+@pytest.mark.parametrize("lib", LIBS)
+def test_one_output_row_per_record_skips_the_general_matching(
+    lib: Lib, width: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sixtyfour_frames import _join
+
+    def refuse(caller: pa.Array, output: pa.Array) -> Any:
+        raise AssertionError("the general matching ran")
+
+    monkeypatch.setattr(_join, "_match_general", refuse)
+    keys = ["ka", "kg", "ki", "ka"] if width == "one length" else ["ka", "kgg", "kiii", "ka"]
+    results = pa.table({ROW_KEY: [keys[2], keys[0], keys[1]], "score": [3, 1, 2]})
+    frame = make_frame(lib, RECORDS)
+    out, stats = join_results(frame, results, row_keys=keys, sent_columns=["name", "size"])
+    assert values(out, "score") == [1, 2, 3, 1]
+    assert (stats.rows_matched, stats.output_extra, stats.output_duplicated) == (4, 0, 0)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_hash_collisions_fall_back_to_the_general_matching(
+    lib: Lib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from sixtyfour_frames import _join
+
+    calls: list[int] = []
+    general = _join._match_general
+
+    def counted(caller: pa.Array, output: pa.Array) -> Any:
+        calls.append(len(output))
+        return general(caller, output)
+
+    # Every key hashes alike: a found key is not the key looked for, or rows go unfound.
+    monkeypatch.setattr(_join, "_hash", lambda words: np.zeros(len(words), np.uint64))
+    monkeypatch.setattr(_join, "_match_general", counted)
+    out, stats = join(lib, results_table([("ki", 3), ("ka", 1), ("kg", 2)]))
+    assert values(out, "score") == [1, 2, 3, 1]
+    assert stats.rows_matched == 4
+    assert calls == [3]

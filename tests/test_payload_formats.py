@@ -296,7 +296,7 @@ def test_bodies_are_cut_from_the_stored_texts_across_encoding_chunks(
     monkeypatch.setattr(records_module, "CHUNK_ROWS", 7)  # many encoding chunks
     frame = pl.DataFrame({"i": range(50), "s": [f"é{i % 9}" for i in range(50)]})
     payload = build_payload(pl.concat([frame, frame.head(10), frame.slice(30, 5)]))
-    assert payload.texts.num_chunks > 1
+    assert payload.texts is not None and payload.texts.num_chunks > 1
     assert (payload.n_rows, payload.n_unique) == (65, 50)
     texts = payload.unique_json
 

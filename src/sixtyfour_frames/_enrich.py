@@ -762,7 +762,7 @@ class EnrichJob:
         joined, stats = join_results(
             self._frame,
             results,
-            row_keys=self._payload.row_keys,
+            row_keys=self._payload.row_key_array,
             sent_columns=self._payload.columns,
             on=self.options.on,
             rename=self.options.rename,
