@@ -62,7 +62,6 @@ import copy
 import functools
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
@@ -83,6 +82,7 @@ import pyarrow.compute as pc
 from narwhals.dependencies import is_pandas_dataframe, is_polars_dataframe, is_polars_lazyframe
 
 from sixtyfour_frames._errors import JoinError
+from sixtyfour_frames._threads import map_columns
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -175,9 +175,10 @@ def join_results(
     # The kernels release the GIL, and the columns are independent: gather them side by side,
     # the biggest first so that no long one is left running alone at the end.
     biggest_first = sorted(value_names, key=lambda name: results.column(name).nbytes, reverse=True)
-    with ThreadPoolExecutor(max_workers=max(1, pa.cpu_count())) as pool:
-        columns = pool.map(gather, [results.column(name) for name in biggest_first])
-        gathered = dict(zip(biggest_first, columns, strict=True))
+    columns = map_columns(
+        gather, [results.column(name) for name in biggest_first], rows=results.num_rows
+    )
+    gathered = dict(zip(biggest_first, columns, strict=True))
     arrays = [gathered[name] for name in value_names]
     if row_status is not None:
         arrays += _status_arrays(record_ids, row_status, matches, caller_rows)
@@ -454,8 +455,9 @@ def _lookup(caller_keys: pa.Array, output_keys: pa.Array) -> pa.Array | None:
     # Row keys have one length, so they fit a few 8-byte words: hashing those into numbers and
     # finding the numbers by sorting costs less than half of looking the strings up in Arrow's
     # hash table (about 0.2 s against 0.55 s for a million keys).
-    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy sorts without holding the GIL
-        caller_sorted, output_sorted = pool.map(_sorted_hashes, [caller_words[1], output_words[1]])
+    caller_sorted, output_sorted = map_columns(  # numpy sorts without holding the GIL
+        _sorted_hashes, [caller_words[1], output_words[1]], rows=len(caller_keys), workers=2
+    )
     found = _find_sorted(caller_sorted, output_sorted)
     # Different keys may share a hash: every key found must equal the key it was found as.
     caller, output = caller_words[1], output_words[1]

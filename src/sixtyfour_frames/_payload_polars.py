@@ -59,6 +59,8 @@ _RANGE_HINT: Final = (
 
 def _first_true(mask: pl.Series) -> int | None:
     """Position of the first True in a boolean Series (nulls count as False)."""
+    if not mask.any():  # the usual answer, in one call: locating costs two more
+        return None
     hits = mask.fill_null(False).arg_true()
     return int(hits[0]) if len(hits) else None
 
@@ -157,9 +159,14 @@ def column_fragment(series: pl.Series, naive: NaiveDatetimePolicy) -> Fragment:
     raise ColumnRejected(f"dtype {dtype} has no JSON form", 0, "Cast the column first.")
 
 
+_LOOKUP_MIN_ROWS: Final = 50_000
+
+
 def _categorical_text(series: pl.Series) -> pl.Expr:
     """Each category's JSON string, encoded once and looked up by the category's code."""
     col = pl.col(series.name)
+    if len(series) < _LOOKUP_MIN_ROWS:  # building the lookup costs more than it saves
+        return json_string_expr(col.cast(pl.String))
     codes = series.to_physical()
     largest: Any = codes.max()
     if largest is None or largest > 4 * len(series) + 1024:  # a huge shared category pool
@@ -196,14 +203,16 @@ def _repr_mismatches(values: pl.Series) -> pl.Series | None:
     float32 it also switches to exponents earlier (``1e+13``). The bounds are conservative: a
     re-rendered value that already matched is unchanged.
     """
-    magnitude = values.abs()
-    odd = (magnitude < 1e-4) & (values != 0)
+    value = pl.col(values.name)
+    magnitude = value.abs()
+    odd = (magnitude < 1e-4) & (value != 0)
     if values.dtype == pl.Float32:
         odd = odd | (magnitude >= 1e12)
-    odd = (odd & values.is_not_nan()).fill_null(False)  # Polars sorts NaN above every number
-    if not odd.any():
+    odd = (odd & value.is_not_nan()).fill_null(False)  # Polars sorts NaN above every number
+    mask = values.to_frame().select(odd).to_series()  # one call: small frames pay per call
+    if not mask.any():
         return None
-    return odd.arg_true()
+    return mask.arg_true()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,16 +9,19 @@ only for ``true``/``false``. The row key column always stays text.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+
+from sixtyfour_frames._threads import map_columns
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -93,12 +96,11 @@ def _parse_csv(data: bytes, text_columns: frozenset[str]) -> pa.Table:
         return pa.table({})
     table = _read_text_csv(data, header)
 
-    def typed(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    def typed(name: str) -> pa.ChunkedArray:
+        column = table.column(name)
         return column if name in text_columns or name.startswith("__") else _narrow(column)
 
-    # The kernels release the GIL, so columns are typed side by side on pyarrow's CPU count.
-    with ThreadPoolExecutor(max_workers=max(1, pa.cpu_count())) as pool:
-        columns = list(pool.map(typed, table.column_names, table.columns))
+    columns = map_columns(typed, table.column_names, rows=table.num_rows)
     return pa.table(dict(zip(table.column_names, columns, strict=True)))
 
 
@@ -143,16 +145,49 @@ def _narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if column.null_count == len(column):
         return column
     # A text column fails on its first values almost always: test a sample before scanning all.
-    sample = pc.drop_null(column.slice(0, _SAMPLE))
-    # The full scans skip the regex engine, which costs several times the byte checks below.
-    if _all_match(sample, _INT) and _plain_ints(column):
+    # Byte checks, not the regex engine: compiling a pattern costs more than a small file's parse.
+    sample = column.slice(0, _SAMPLE)
+    first = _first_value(sample)  # one Python check settles the usual text column
+    rest = column.slice(_SAMPLE)  # checked only when the sample passes
+    if _could_be(_INT, first) and _plain_ints(sample) and _plain_ints(rest):
         return pc.cast(column, pa.int64())
-    if _all_match(sample, _FLOAT) and (_plain_decimals(column) or _all_match(column, _FLOAT)):
+    if _could_be(_FLOAT, first) and _floats(sample) and _floats(rest):
         return pc.cast(column, pa.float64())
-    if _all_match(sample, _BOOL) and _booleans(column):
+    if _could_be(_BOOL, first) and _booleans(sample) and _booleans(rest):
         # Every present value is one of the six words, and only the true ones have 4 letters.
         return pc.equal(pc.binary_length(column), 4)
     return column
+
+
+def _first_value(values: pa.ChunkedArray) -> str | None:
+    present = pc.drop_null(values)
+    return cast(str, present[0].as_py()) if len(present) else None
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _could_be(pattern: str, first: str | None) -> bool:
+    """False when the first value already fails ``pattern`` (None: no value to test)."""
+    return first is None or _compiled(pattern).fullmatch(first) is not None
+
+
+def _floats(values: pa.ChunkedArray) -> bool:
+    """Whether every present value matches `_FLOAT` (the regex only for the rare exponents)."""
+    if _plain_decimals(values):
+        return True
+    return _float_bytes_only(values) and _all_match(values, _FLOAT)
+
+
+_FLOAT_BYTES: Final = np.zeros(256, dtype=bool)
+_FLOAT_BYTES[list(b"0123456789+-.eE")] = True
+
+
+def _float_bytes_only(values: pa.ChunkedArray) -> bool:
+    """False when some byte cannot be part of a number: text fails here, not in the regex."""
+    return all(_FLOAT_BYTES[_spans(chunk)[2]].all() for chunk in _present_chunks(values))
 
 
 def _all_match(values: pa.ChunkedArray, pattern: str) -> bool:
