@@ -791,6 +791,35 @@ def test_processes_racing_on_one_fingerprint_make_one_submission(
         assert [s.idempotency_key for s in subs] == list(keys)
 
 
+def test_switching_to_wal_is_retried_while_another_process_holds_the_new_file() -> None:
+    """SQLite answers BUSY at once (no busy timeout) to a process asking for WAL while another
+    is switching the same new file: the race above, made deterministic."""
+    from sixtyfour_frames import _ledger_db
+
+    class SwitchingElsewhere:
+        def __init__(self, busy_answers: int) -> None:
+            self.busy_answers = busy_answers
+
+        def execute(self, statement: str) -> SwitchingElsewhere:
+            assert statement == "PRAGMA journal_mode=WAL"
+            if self.busy_answers:
+                self.busy_answers -= 1
+                error = sqlite3.OperationalError("database is locked")
+                error.sqlite_errorname = "SQLITE_BUSY"
+                raise error
+            return self
+
+        def fetchone(self) -> tuple[str]:
+            return ("wal",)
+
+    connection = SwitchingElsewhere(busy_answers=3)
+    assert _ledger_db._enable_wal(connection) == "wal"  # type: ignore[arg-type]
+    assert connection.busy_answers == 0
+    other = sqlite3.OperationalError("disk I/O error")
+    other.sqlite_errorname = "SQLITE_IOERR"
+    assert not _ledger_db._is_busy(other)
+
+
 # --- crashes -------------------------------------------------------------------------------------
 
 CRASHING_WRITER = """

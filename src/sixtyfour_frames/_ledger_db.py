@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,13 +147,34 @@ def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _configure(conn: sqlite3.Connection, path: Path) -> None:
-    mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+    mode = _enable_wal(conn)
     if mode != "wal":
         # Still durable (a rollback journal with synchronous=FULL), only less concurrent.
         logger.warning("the ledger %s cannot use WAL mode (journal_mode=%s)", path, mode)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA fullfsync=ON")  # macOS: a plain fsync does not reach the platter
     conn.execute("PRAGMA foreign_keys=ON")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode=WAL``, the resulting mode. Retried while busy: when several processes
+    open a new ledger at once, SQLite answers BUSY at once, without its busy timeout, to the ones
+    that ask while another is switching the file to WAL."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = str(getattr(exc, "sqlite_errorname", ""))
+    return code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -208,7 +230,7 @@ def translate_errors(path: Path) -> Iterator[None]:
 
 def _ledger_error(exc: sqlite3.Error, path: Path) -> LedgerError:
     code = str(getattr(exc, "sqlite_errorname", ""))
-    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+    if _is_busy(exc):
         return LedgerError(
             f"the ledger database {path} stayed locked by another process for more than "
             f"{BUSY_TIMEOUT_S:g} s",
