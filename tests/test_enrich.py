@@ -210,7 +210,9 @@ def test_chunks_run_concurrently_under_one_report(
         max_concurrent_runs=3,
         progress=False,
     )
+    assert job._payload.texts_from == 24  # the first three chunks are sent: their texts may go
     out = job.result()
+    assert job._payload.texts is None  # every chunk is sent: only the keys are kept
     assert len(job.run_ids) == 7 and emu.ledger()["runs_created"] == 7
     assert job.report.rows_sent == 50 and out["domain"].notna().all()
 

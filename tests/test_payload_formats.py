@@ -356,3 +356,27 @@ def test_a_payload_without_its_texts_keeps_its_keys_and_refuses_to_build_bodies(
     assert keys_only != payload and keys_only == payload.without_texts()
     with pytest.raises(RuntimeError, match="released"):
         keys_only.body_for(range(2))
+
+
+def test_texts_of_sent_records_are_released_and_the_rest_still_build_the_same_bodies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(records_module, "CHUNK_ROWS", 7)  # storage chunks of 7 records
+    payload = build_payload(pl.DataFrame({"i": range(40), "s": [f"ü{i}" for i in range(40)]}))
+    released = payload.release_texts_below(15)  # chunks 0-6 and 7-13 go; 14-20 stays whole
+    assert released.texts is not None and payload.texts is not None
+    assert released.texts.nbytes < payload.texts.nbytes
+    assert released.texts_from == 15 and released.release_texts_below(10) is released
+    assert released.body_for(range(15, 40)) == payload.body_for(range(15, 40))
+    assert released.body_for(np.array([39, 15], dtype=np.int64)) == payload.body_for(
+        np.array([39, 15], dtype=np.int64)
+    )
+    assert released.record_sizes.tolist() == payload.record_sizes.tolist()
+    assert released.row_keys == payload.row_keys
+    for sent in (range(14, 16), np.array([3], dtype=np.int64)):
+        with pytest.raises(RuntimeError, match="released"):
+            released.body_for(sent)
+    with pytest.raises(RuntimeError, match="released"):
+        _ = released.unique_json
+    done = released.without_texts()
+    assert done.texts is None and done.record_sizes.tolist() == payload.record_sizes.tolist()

@@ -432,8 +432,18 @@ class EnrichJob:
                 # the queue, where Ctrl-C handling looks for the runs of interrupted submissions.
                 self._pending.appendleft(work)
                 raise
-        if not self._pending and self._payload.texts is not None:
+        self._release_sent_texts()
+
+    def _release_sent_texts(self) -> None:
+        """Drop the texts no chunk still waiting to be sent needs: the texts are most of the
+        payload's memory, and a long call would otherwise hold them all until its last POST."""
+        if self._payload.texts is None:
+            return
+        if not self._pending:
             self._payload = self._payload.without_texts()  # every chunk is sent
+            return
+        waiting = min(int(work.chunk.positions.min()) for work in self._pending)
+        self._payload = self._payload.release_texts_below(waiting)
 
     def _submit(self, work: _Work) -> None:
         records_json = self._body(work.chunk)

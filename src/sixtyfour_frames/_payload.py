@@ -108,6 +108,8 @@ class Payload:
     texts: pa.ChunkedArray | None
     """Per distinct key (same order): the JSON object text that is sent (Arrow large strings);
     None once released (:meth:`without_texts`)."""
+    texts_from: int = 0
+    """The texts of the distinct records before this position were released (they were sent)."""
 
     @property
     def n_rows(self) -> int:
@@ -130,7 +132,7 @@ class Payload:
     @cached_property
     def unique_json(self) -> list[str]:
         """Per distinct key (same order): the JSON object text that is sent."""
-        return cast(list[str], self._texts.to_pylist())
+        return cast(list[str], self._texts_at(range(self.n_unique)).to_pylist())
 
     @cached_property
     def record_sizes(self) -> npt.NDArray[np.int64]:
@@ -150,14 +152,14 @@ class Payload:
 
     def json_for(self, keys: Sequence[str]) -> list[str]:
         """The object texts for ``keys``, in that order."""
-        return cast(list[str], self._select(self._texts, self.positions_of(keys)).to_pylist())
+        return cast(list[str], self._texts_at(self.positions_of(keys)).to_pylist())
 
     def body_for(self, positions: range | npt.NDArray[np.int64]) -> bytes:
         """A JSON array of the distinct records at ``positions``, UTF-8: ``[{…},{…}]``.
 
         Built by Arrow's join kernel from the stored texts: no Python string per record.
         """
-        texts = self._select(self._texts, positions)
+        texts = self._texts_at(positions)
         if len(texts) == 0:
             return b"[]"
         values = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
@@ -177,13 +179,40 @@ class Payload:
     def without_texts(self) -> Payload:
         """The same payload without its texts: once every chunk is sent, only the keys are
         needed (to join the results back), and the texts are most of the payload's memory."""
-        return replace(self, texts=None)
+        return self._keeping_sizes(replace(self, texts=None, texts_from=self.n_unique))
+
+    def release_texts_below(self, position: int) -> Payload:
+        """The same payload without the texts of the distinct records before ``position``
+        (they were sent): a long call does not hold every record's text until its last chunk.
+        Storage chunks are freed whole; bodies of those records can no longer be built."""
+        if position <= self.texts_from:
+            return self
+        kept, start = [], 0
+        for chunk in self._texts.chunks:
+            start += len(chunk)
+            kept.append(_blank(len(chunk)) if start <= position else chunk)
+        texts = pa.chunked_array(kept, pa.large_string())
+        return self._keeping_sizes(replace(self, texts=texts, texts_from=position))
+
+    def _keeping_sizes(self, released: Payload) -> Payload:
+        # The sizes are still needed to split a chunk the API refuses as too large (413).
+        released.__dict__["record_sizes"] = self.record_sizes
+        return released
 
     @property
     def _texts(self) -> pa.ChunkedArray:
         if self.texts is None:
             raise RuntimeError("this payload's texts were released (without_texts)")
         return self.texts
+
+    def _texts_at(self, positions: range | npt.NDArray[np.int64]) -> Any:
+        texts = self._texts
+        if len(positions) and int(np.min(positions)) < self.texts_from:
+            raise RuntimeError(
+                f"the texts of the records before position {self.texts_from} were released "
+                "(they were sent)"
+            )
+        return self._select(texts, positions)
 
     @staticmethod
     def _select(values: Any, positions: range | npt.NDArray[np.int64]) -> Any:
@@ -198,6 +227,7 @@ class Payload:
             self.columns == other.columns
             and self.row_key_array.equals(other.row_key_array)
             and self.unique_key_array.equals(other.unique_key_array)
+            and self.texts_from == other.texts_from
             and (self.texts is None) == (other.texts is None)
             and (self.texts is None or self.texts.equals(other.texts))
         )
@@ -206,6 +236,12 @@ class Payload:
 
     def __repr__(self) -> str:
         return f"Payload(n_rows={self.n_rows}, n_unique={self.n_unique}, columns={self.columns!r})"
+
+
+def _blank(count: int) -> pa.Array:
+    """``count`` empty texts: offsets only, no text bytes."""
+    offsets = pa.py_buffer(np.zeros(count + 1, dtype=np.int64))
+    return pa.Array.from_buffers(pa.large_string(), count, [None, offsets, pa.py_buffer(b"")])
 
 
 def build_payload(
