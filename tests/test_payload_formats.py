@@ -309,7 +309,6 @@ def test_bodies_are_cut_from_the_stored_texts_across_encoding_chunks(
         assert payload.body_for(positions) == expected(positions)
     assert payload.body_bytes(payload.unique_keys[::-1]) == expected(range(49, -1, -1))
     assert payload.record_sizes.tolist() == [len(text.encode()) for text in texts]
-    assert payload.keys_at(range(2, 4)) == payload.unique_keys[2:4]
     with pytest.raises(KeyError, match="k0000"):
         payload.positions_of([payload.unique_keys[0], "k" + "0" * 20])
 

@@ -81,6 +81,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from narwhals.dependencies import is_pandas_dataframe, is_polars_dataframe, is_polars_lazyframe
 
+from sixtyfour_frames._arrow_bytes import string_bytes
 from sixtyfour_frames._errors import JoinError
 from sixtyfour_frames._threads import map_columns
 
@@ -477,14 +478,11 @@ def _key_words(keys: pa.Array) -> _Words | None:
     """The byte length of all keys and each key as zero-padded 8-byte words; None if lengths vary."""
     if keys.null_count or len(keys) == 0:
         return None
-    offset_type = np.int64 if pa.types.is_large_string(keys.type) else np.int32
-    _, offset_buffer, data_buffer = keys.buffers()
-    offsets = np.frombuffer(offset_buffer, offset_type)[keys.offset : keys.offset + len(keys) + 1]
+    offsets, data = string_bytes(keys)
     lengths = np.diff(offsets)
     width = int(lengths[0])
     if width == 0 or (lengths != width).any():
         return None
-    data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
     words = np.zeros((len(keys), -(-width // 8) * 8), dtype=np.uint8)
     words[:, :width] = data.reshape(len(keys), width)
     return width, words.view(np.uint64)

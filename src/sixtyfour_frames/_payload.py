@@ -147,9 +147,6 @@ class Payload:
             raise KeyError(f"row key {missing!r} is not in this payload")
         return np.asarray(found.to_numpy(), dtype=np.int64)
 
-    def keys_at(self, positions: range | npt.NDArray[np.int64]) -> list[str]:
-        return cast(list[str], self._select(self.unique_key_array, positions).to_pylist())
-
     def json_for(self, keys: Sequence[str]) -> list[str]:
         """The object texts for ``keys``, in that order."""
         return cast(list[str], self._texts_at(self.positions_of(keys)).to_pylist())

@@ -282,17 +282,15 @@ def texts_of_large_strings(array: Any) -> Texts | None:
     import numpy as np
     import pyarrow as pa
 
+    from sixtyfour_frames._arrow_bytes import string_bytes
+
     if array.null_count or not pa.types.is_large_string(array.type):
         return None
-    count = len(array)
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[
-        array.offset : array.offset + count + 1
-    ]
-    begin, end = int(offsets[0]), int(offsets[-1])
-    data = np.empty(end - begin + 8, dtype=np.uint8)
-    data[: end - begin] = np.frombuffer(array.buffers()[2], dtype=np.uint8)[begin:end]
-    data[end - begin :] = 0
-    return data, offsets - begin
+    offsets, text = string_bytes(array)
+    data = np.empty(text.size + 8, dtype=np.uint8)
+    data[: text.size] = text
+    data[text.size :] = 0
+    return data, offsets
 
 
 def hash_and_stamp(texts: Texts, tail: int) -> tuple[Any, npt.NDArray[np.uint8], U64] | None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from sixtyfour_frames._arrow_bytes import string_bytes
 from sixtyfour_frames._threads import map_columns
 
 if TYPE_CHECKING:
@@ -270,13 +271,7 @@ def _spans(
     array: pa.Array,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
     """Start and end of every value of a string array without nulls, in ``data``: its bytes."""
-    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    _, offset_buffer, data_buffer = array.buffers()
-    raw = np.frombuffer(offset_buffer, offset_type)[array.offset : array.offset + len(array) + 1]
-    offsets = raw.astype(np.int64) - raw[0]
-    if data_buffer is None:
-        return offsets[:-1], offsets[1:], np.empty(0, np.uint8)
-    data = np.frombuffer(data_buffer, np.uint8)[raw[0] : raw[-1]]
+    offsets, data = string_bytes(array)
     return offsets[:-1], offsets[1:], data
 
 
