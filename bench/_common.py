@@ -49,6 +49,15 @@ ZONE = "America/New_York"
 # ---------------------------------------------------------------------------------------------
 
 
+def request_bytes(payload: Any) -> int:
+    """The bytes of every request body ``enrich`` sends for ``payload`` (default chunks), each
+    body built and dropped in turn, as ``enrich`` does."""
+    from sixtyfour_frames._chunks import split_chunks
+
+    runs = split_chunks(payload.record_sizes)
+    return sum(len(payload.body_for(range(start, stop))) for start, stop, _ in runs)
+
+
 def make_pandas(n_rows: int, *, seed: int = 0) -> pd.DataFrame:
     """``n_rows`` × the 8 mixed columns of :data:`COLUMNS`, deterministic for a seed.
 

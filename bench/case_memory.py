@@ -52,6 +52,7 @@ from _common import (
     make_pandas,
     print_goals,
     print_table,
+    request_bytes,
     subheading,
     to_polars,
 )
@@ -145,14 +146,6 @@ def child_enrich(kind: str, n_rows: int) -> dict[str, Any]:
     }
 
 
-def request_bytes(payload: Any) -> int:
-    """The bytes of every request body (default chunks), each built and dropped in turn."""
-    from sixtyfour_frames._chunks import split_chunks
-
-    runs = split_chunks(payload.record_sizes)
-    return sum(len(payload.body_for(range(start, stop))) for start, stop, _ in runs)
-
-
 def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
     from sixtyfour_frames._join import join_results
     from sixtyfour_frames._payload import build_payload
@@ -166,7 +159,7 @@ def child_pipeline(kind: str, n_rows: int, csv_path: Path) -> dict[str, Any]:
     peak_before = _peak_bytes()
     started = time.perf_counter()
     payload = build_payload(frame)
-    payload_bytes = request_bytes(payload)  # each body is dropped once sent, as enrich does
+    payload_bytes = request_bytes(payload)
     table = parse_result(data, "csv")
     joined, _ = join_results(
         frame, table, row_keys=payload.row_key_array, sent_columns=payload.columns

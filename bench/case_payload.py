@@ -33,10 +33,10 @@ from _common import (
     print_goals,
     print_table,
     repeats_for,
+    request_bytes,
     subheading,
 )
 
-from sixtyfour_frames._chunks import split_chunks
 from sixtyfour_frames._payload import build_payload
 
 CASE = "1. payload build"
@@ -49,8 +49,7 @@ def library(frame: Any) -> Callable[[Callable[[str], None]], int]:
     def run(mark: Callable[[str], None]) -> int:
         payload = build_payload(frame)
         mark("build_payload")
-        runs = split_chunks(payload.record_sizes)
-        size = sum(len(payload.body_for(range(start, stop))) for start, stop, _ in runs)
+        size = request_bytes(payload)
         mark("request bodies")
         return size
 
